@@ -1,0 +1,37 @@
+//! The admin listener: `/metrics` (Prometheus text, served by pingora-prometheus), `/healthz`
+//! (the process answers) and `/readyz` (start-up work is done and traffic is accepted).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use pingora_prometheus::PrometheusHttpApp;
+
+pub struct AdminApp {
+    pub ready: Arc<AtomicBool>,
+}
+
+fn text(status: u16, body: &str) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "text/plain")
+        .header(http::header::CONTENT_LENGTH, body.len())
+        .body(body.as_bytes().to_vec())
+        .expect("static response parts are valid")
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        match session.req_header().uri.path() {
+            "/metrics" => PrometheusHttpApp.response(session).await,
+            "/healthz" => text(200, "ok\n"),
+            "/readyz" if self.ready.load(Ordering::Acquire) => text(200, "ready\n"),
+            "/readyz" => text(503, "starting\n"),
+            _ => text(404, "not found: /metrics, /healthz, /readyz\n"),
+        }
+    }
+}

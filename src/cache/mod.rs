@@ -1,0 +1,3 @@
+//! Lock-free reads for the hot path.
+
+pub mod dns;

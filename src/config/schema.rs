@@ -1,0 +1,81 @@
+//! The file schema: what a TOML config may say, strictly. Every struct denies unknown keys so a
+//! typo fails start-up with its path instead of being silently ignored. Nothing here leaves
+//! `config/`: `runtime.rs` turns it into validated types.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Proxy listener. Default `127.0.0.1:8787`.
+    pub listen: Option<String>,
+    /// Metrics, `/healthz` and `/readyz` listener. Default `127.0.0.1:9787`.
+    pub metrics_listen: Option<String>,
+    /// Proxy worker threads. Default: the number of CPUs.
+    pub threads: Option<usize>,
+    /// Seconds to keep serving in-flight requests after SIGTERM. Default 30.
+    pub grace_period_seconds: Option<u64>,
+    /// Hosts that `x-portkey-custom-host` may name even though they are private or loopback.
+    #[serde(default)]
+    pub trusted_custom_hosts: Vec<String>,
+    /// PEM file of extra CA certificates trusted for upstream TLS (beside the system roots).
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub upstream: UpstreamSection,
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderSection>,
+    #[serde(default)]
+    pub credentials: BTreeMap<String, CredentialSection>,
+    #[serde(default)]
+    pub routes: Vec<RouteSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// TCP connect timeout. Default 5000.
+    pub connect_timeout_ms: Option<u64>,
+    /// Connect plus TLS handshake. Default 10000.
+    pub total_connect_timeout_ms: Option<u64>,
+    /// Longest silence allowed between two reads from the upstream. Default 300000.
+    pub read_timeout_ms: Option<u64>,
+    /// How long an idle pooled upstream connection is kept. Default 60000.
+    pub idle_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+    /// Replaces the provider's default base URL (private endpoints, tests).
+    pub base_url: Option<String>,
+    /// Key used when the client brings none.
+    pub api_key: Option<String>,
+    /// Environment variable holding that key.
+    pub api_key_env: Option<String>,
+    /// Default `api-version` (Azure providers only).
+    pub api_version: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialSection {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub key: Option<String>,
+    pub key_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    pub name: String,
+    pub path_prefix: String,
+    pub host: Option<String>,
+    pub provider: String,
+    pub upstream: String,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    pub credential: String,
+}

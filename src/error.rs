@@ -1,0 +1,110 @@
+//! The one place errors become HTTP: a status and the Portkey-shaped JSON body
+//! `{"status":"failure","message":"…"}`. Messages name the header or setting at fault and never
+//! carry key material (routing errors are built without it).
+
+use bytes::Bytes;
+use pingora::{Error, ErrorSource, ErrorType};
+
+use crate::routing::RouteError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorResponse {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ErrorResponse {
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        ErrorResponse {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn body(&self) -> Bytes {
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            status: &'static str,
+            message: &'a str,
+        }
+        let body = Body {
+            status: "failure",
+            message: &self.message,
+        };
+        Bytes::from(serde_json::to_vec(&body).expect("plain strings serialize"))
+    }
+}
+
+impl From<&RouteError> for ErrorResponse {
+    fn from(e: &RouteError) -> Self {
+        let status = match e {
+            RouteError::NoRoute => 404,
+            RouteError::MissingKey(_) => 401,
+            _ => 400,
+        };
+        ErrorResponse::new(status, e.to_string())
+    }
+}
+
+/// The response for a failure while talking to the upstream; `None` when the client is gone
+/// (nothing can be sent).
+pub fn for_proxy_error(e: &Error) -> Option<ErrorResponse> {
+    use ErrorType::*;
+    let et = e.etype();
+    if let HTTPStatus(code) = et {
+        return Some(ErrorResponse::new(*code, "request refused"));
+    }
+    match e.esource() {
+        ErrorSource::Downstream => match et {
+            WriteError | ReadError | ConnectionClosed => None,
+            ReadTimedout | WriteTimedout => {
+                Some(ErrorResponse::new(408, "client request timed out"))
+            }
+            _ => Some(ErrorResponse::new(400, "malformed client request")),
+        },
+        ErrorSource::Upstream => Some(match et {
+            ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
+                ErrorResponse::new(504, "upstream timed out")
+            }
+            ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError => {
+                ErrorResponse::new(502, "upstream unreachable: cannot connect")
+            }
+            TLSHandshakeFailure | InvalidCert | TLSWantX509Lookup => ErrorResponse::new(
+                502,
+                "upstream TLS handshake failed (certificate not trusted? see ca_file)",
+            ),
+            _ => ErrorResponse::new(502, "upstream connection failed before a complete response"),
+        }),
+        ErrorSource::Internal | ErrorSource::Unset => {
+            Some(ErrorResponse::new(500, "internal gateway error"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_portkey_shaped() {
+        let r = ErrorResponse::new(400, "x-portkey-config: \"bad\"");
+        let v: serde_json::Value = serde_json::from_slice(&r.body()).unwrap();
+        assert_eq!(v["status"], "failure");
+        assert_eq!(v["message"], "x-portkey-config: \"bad\"");
+    }
+
+    #[test]
+    fn upstream_errors_map_to_502_and_504() {
+        let e = Error::explain(ErrorType::ConnectRefused, "x").into_up();
+        assert_eq!(for_proxy_error(&e).unwrap().status, 502);
+        let e = Error::explain(ErrorType::ReadTimedout, "x").into_up();
+        assert_eq!(for_proxy_error(&e).unwrap().status, 504);
+        let e = Error::explain(ErrorType::ConnectionClosed, "x").into_down();
+        assert!(for_proxy_error(&e).is_none());
+        assert_eq!(ErrorResponse::from(&RouteError::NoRoute).status, 404);
+        assert_eq!(
+            ErrorResponse::from(&RouteError::MissingProvider).status,
+            400
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! keyway: a high-throughput gateway for LLM APIs on Pingora. See README.md.
+
+pub mod admin;
+pub mod app;
+pub mod cache;
+pub mod config;
+pub mod env;
+pub mod error;
+pub mod metrics;
+pub mod proxy;
+pub mod refresh;
+pub mod routing;
+pub mod secret;

@@ -1,0 +1,198 @@
+//! The `ProxyHttp` implementation. Each hook is a dispatcher: routing decides (`routing`),
+//! `upstream.rs` rewrites the request, `respond.rs` writes keyway's own answers.
+
+mod respond;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, Result};
+
+use crate::cache::dns::Dns;
+use crate::config::Timeouts;
+use crate::error::{self, ErrorResponse};
+use crate::metrics::Metrics;
+use crate::routing::custom_host::ip_is_forbidden;
+use crate::routing::provider::Provider;
+use crate::routing::{Plan, RouteError, RouteId, Router};
+
+pub struct Gateway {
+    pub router: Arc<Router>,
+    pub dns: Arc<Dns>,
+    pub metrics: Arc<Metrics>,
+    pub timeouts: Timeouts,
+}
+
+/// Per-request state.
+pub struct Ctx {
+    started: Instant,
+    plan: Option<Plan>,
+    addr: Option<SocketAddr>,
+    _in_flight: Option<InFlight>,
+}
+
+impl Ctx {
+    fn provider(&self) -> Option<Provider> {
+        self.plan.as_ref().map(|p| p.provider)
+    }
+
+    fn route(&self) -> RouteId {
+        self.plan.as_ref().map_or(RouteId::NONE, |p| p.route)
+    }
+}
+
+/// Holds the in-flight gauge up for the life of a request, whichever way it ends.
+struct InFlight(pingora_prometheus::prometheus::IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Gateway {
+    /// Routes the request and resolves its upstream; on error nothing has left keyway.
+    async fn prepare(&self, session: &Session, ctx: &mut Ctx) -> Result<(), ErrorResponse> {
+        let req = session.req_header();
+        let host = request_host(req);
+        let plan = self
+            .router
+            .route(&req.uri, host, &req.headers)
+            .map_err(|e| ErrorResponse::from(&e))?;
+        let ip = self.dns.addr_for(&plan.host).await.map_err(|_| {
+            ErrorResponse::new(
+                502,
+                format!("upstream host {} cannot be resolved", plan.host),
+            )
+        })?;
+        if plan.check_resolved_ips && ip_is_forbidden(ip) {
+            let e = RouteError::ForbiddenCustomHost(
+                "resolves to a loopback, private or link-local address".into(),
+            );
+            return Err(ErrorResponse::from(&e));
+        }
+        ctx.addr = Some(SocketAddr::new(ip, plan.port));
+        ctx.plan = Some(plan);
+        Ok(())
+    }
+
+    fn peer(&self, plan: &Plan, addr: SocketAddr) -> HttpPeer {
+        let mut peer = HttpPeer::new(addr, plan.tls, plan.host.to_string());
+        let o = &mut peer.options;
+        o.connection_timeout = Some(self.timeouts.connect);
+        o.total_connection_timeout = Some(self.timeouts.total_connect);
+        o.read_timeout = Some(plan.read_timeout.unwrap_or(self.timeouts.read));
+        o.write_timeout = Some(plan.read_timeout.unwrap_or(self.timeouts.read));
+        o.idle_timeout = Some(self.timeouts.idle);
+        peer
+    }
+}
+
+/// The request's host without port: `Host` for HTTP/1, the URI authority for HTTP/2.
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    let raw = match req.headers.get(http::header::HOST) {
+        Some(v) => v.to_str().ok()?,
+        None => req.uri.authority()?.as_str(),
+    };
+    if let Some(v6) = raw.strip_prefix('[') {
+        return v6.split(']').next();
+    }
+    Some(match raw.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => raw,
+    })
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            started: Instant::now(),
+            plan: None,
+            addr: None,
+            _in_flight: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        self.metrics.in_flight.inc();
+        ctx._in_flight = Some(InFlight(self.metrics.in_flight.clone()));
+        match self.prepare(session, ctx).await {
+            Ok(()) => Ok(false),
+            Err(resp) => {
+                respond::error(session, &resp).await;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        match (&ctx.plan, ctx.addr) {
+            (Some(plan), Some(addr)) => Ok(Box::new(self.peer(plan, addr))),
+            _ => Err(Error::explain(
+                pingora::ErrorType::InternalError,
+                "upstream_peer without a plan",
+            )),
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        match &ctx.plan {
+            Some(plan) => upstream::rewrite(req, plan),
+            None => Ok(()),
+        }
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        self.metrics.connect_error(ctx.provider());
+        e
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
+        let code = match error::for_proxy_error(e) {
+            Some(resp) if session.response_written().is_none() => {
+                respond::error(session, &resp).await;
+                resp.status
+            }
+            _ => 0,
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map_or(0, |r: &ResponseHeader| r.status.as_u16());
+        let elapsed: Duration = ctx.started.elapsed();
+        self.metrics
+            .finished(ctx.provider(), ctx.route(), status, elapsed.as_secs_f64());
+    }
+
+    fn request_summary(&self, session: &Session, _ctx: &Ctx) -> String {
+        // Method and path only: headers and query strings may carry keys.
+        let req = session.req_header();
+        format!("{} {}", req.method, req.uri.path())
+    }
+}

@@ -1,0 +1,35 @@
+//! keyway's own responses (errors it decides on before or instead of the upstream's).
+
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use crate::error::ErrorResponse;
+
+/// Writes a JSON error and closes the connection afterwards: the request body may be unread,
+/// so the connection cannot safely carry another request.
+pub async fn error(session: &mut Session, resp: &ErrorResponse) {
+    let body = resp.body();
+    let mut header = match ResponseHeader::build(resp.status, Some(4)) {
+        Ok(h) => h,
+        Err(_) => return,
+    };
+    let ok = header
+        .insert_header("content-type", "application/json")
+        .is_ok()
+        && header.insert_header("content-length", body.len()).is_ok()
+        && (resp.status != 401
+            || header
+                .insert_header("www-authenticate", "Bearer realm=\"keyway\"")
+                .is_ok());
+    if !ok {
+        return;
+    }
+    session.set_keepalive(None);
+    if session
+        .write_response_header(Box::new(header), false)
+        .await
+        .is_ok()
+    {
+        let _ = session.write_response_body(Some(body), true).await;
+    }
+}

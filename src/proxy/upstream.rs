@@ -1,0 +1,50 @@
+//! The request as it leaves keyway: every inbound credential and `x-portkey-*` header removed,
+//! `Host`, the provider's credential and the planned path set, everything else kept.
+
+use http::header::{HOST, PROXY_AUTHORIZATION};
+use http::{HeaderName, Uri};
+use pingora::http::RequestHeader;
+use pingora::{Error, ErrorType, Result};
+
+use crate::routing::{
+    anthropic_version, Plan, ANTHROPIC_VERSION_HEADER, API_KEY, AUTHORIZATION, X_API_KEY,
+};
+
+/// Headers that carry a credential meant for keyway or for some other service.
+const CREDENTIAL_HEADERS: [HeaderName; 7] = [
+    AUTHORIZATION,
+    PROXY_AUTHORIZATION,
+    API_KEY,
+    X_API_KEY,
+    HeaderName::from_static("x-goog-api-key"),
+    HeaderName::from_static("ocp-apim-subscription-key"),
+    http::header::COOKIE,
+];
+
+pub fn rewrite(req: &mut RequestHeader, plan: &Plan) -> Result<()> {
+    for name in &CREDENTIAL_HEADERS {
+        req.remove_header(name);
+    }
+    let portkey: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|n| n.as_str().starts_with("x-portkey-"))
+        .cloned()
+        .collect();
+    for name in &portkey {
+        req.remove_header(name);
+    }
+    req.insert_header(HOST, plan.host_header.clone())?;
+    if let Some(auth) = &plan.auth {
+        req.insert_header(auth.name.clone(), auth.value.clone())?;
+    }
+    if plan.add_anthropic_version && !req.headers.contains_key(ANTHROPIC_VERSION_HEADER) {
+        req.insert_header(ANTHROPIC_VERSION_HEADER, anthropic_version())?;
+    }
+    if let Some(path) = &plan.path {
+        let uri = Uri::try_from(path.as_str())
+            .map_err(|e| Error::because(ErrorType::InternalError, "building upstream URI", e))?;
+        req.set_uri(uri);
+    }
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! Which provider, which URL, which credential: turns a client request's path and headers into a
+//! `Plan` the proxy executes. Pure (no Pingora, no I/O), so every rule here is unit-tested.
+//!
+//! Order: a configured front-door route whose prefix (and host) matches wins; otherwise `/v1/*`
+//! requests are routed by Portkey headers; anything else is a 404.
+
+pub mod custom_host;
+mod plan;
+pub mod portkey;
+mod portkey_route;
+pub mod provider;
+pub mod url;
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+
+use crate::config::{Config, Credential};
+use custom_host::TrustedHosts;
+pub use plan::{AuthHeader, Plan, RouteError, RouteId};
+use provider::{AuthStyle, Provider, ANTHROPIC_VERSION};
+use url::BaseUrl;
+
+pub(crate) const AUTHORIZATION: HeaderName = http::header::AUTHORIZATION;
+pub(crate) const API_KEY: HeaderName = HeaderName::from_static("api-key");
+pub(crate) const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+pub(crate) const ANTHROPIC_VERSION_HEADER: HeaderName =
+    HeaderName::from_static("anthropic-version");
+
+/// A host known at start-up: its `Host` header is built once.
+#[derive(Debug, Clone)]
+struct FixedHost {
+    host: Arc<str>,
+    host_header: HeaderValue,
+}
+
+impl FixedHost {
+    fn of(base: &BaseUrl) -> Option<FixedHost> {
+        if base.has_placeholder() {
+            return None;
+        }
+        Some(FixedHost {
+            host: Arc::from(&*base.host),
+            host_header: HeaderValue::from_str(&base.host_header(&base.host)).ok()?,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct ProviderRuntime {
+    base: BaseUrl,
+    fixed: Option<FixedHost>,
+    /// The config file's key, as a ready header; used when the client brings none.
+    default_key: Option<crate::secret::Secret>,
+    api_version: Option<Box<str>>,
+    /// The config file overrides the base URL.
+    configured: bool,
+}
+
+#[derive(Debug)]
+struct RouteRuntime {
+    path_prefix: String,
+    host: Option<String>,
+    provider: Provider,
+    base: BaseUrl,
+    fixed: FixedHost,
+    strip_prefix: bool,
+    auth: Option<AuthHeader>,
+}
+
+/// Routing tables built once from the config; shared by every request.
+#[derive(Debug)]
+pub struct Router {
+    providers: Vec<ProviderRuntime>,
+    routes: Vec<RouteRuntime>,
+    trusted: TrustedHosts,
+    route_names: Vec<String>,
+}
+
+impl Router {
+    pub fn new(config: &Config) -> Result<Router, String> {
+        let providers = Provider::ALL
+            .iter()
+            .map(|&p| {
+                let settings = config.providers.get(&p);
+                let base = settings
+                    .and_then(|s| s.base_url.clone())
+                    .unwrap_or_else(|| {
+                        BaseUrl::parse(p.default_base_url()).expect("built-in base URLs parse")
+                    });
+                ProviderRuntime {
+                    configured: settings.is_some_and(|s| s.base_url.is_some()),
+                    fixed: FixedHost::of(&base),
+                    base,
+                    default_key: settings.and_then(|s| s.api_key.clone()),
+                    api_version: settings.and_then(|s| s.api_version.as_deref().map(Into::into)),
+                }
+            })
+            .collect();
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for r in &config.routes {
+            let Credential::ApiKey(key) = &config.credentials[&r.credential];
+            let auth = auth_for(r.provider, key.expose(), true)
+                .map_err(|e| format!("routes.{}: credential {}: {e}", r.name, r.credential))?;
+            routes.push(RouteRuntime {
+                path_prefix: r.path_prefix.clone(),
+                host: r.host.clone(),
+                provider: r.provider,
+                fixed: FixedHost::of(&r.upstream).ok_or("route upstream has no fixed host")?,
+                base: r.upstream.clone(),
+                strip_prefix: r.strip_prefix,
+                auth,
+            });
+        }
+        let mut route_names = vec!["none".to_owned(), "portkey".to_owned()];
+        route_names.extend(config.routes.iter().map(|r| r.name.clone()));
+        Ok(Router {
+            providers,
+            routes,
+            trusted: config.trusted_custom_hosts.clone(),
+            route_names,
+        })
+    }
+
+    /// Metric labels for `RouteId`s, in index order.
+    pub fn route_names(&self) -> &[String] {
+        &self.route_names
+    }
+
+    /// Hosts the config names (provider overrides, routes): resolved before traffic is accepted.
+    /// Built-in provider hosts are resolved on first use instead, so an unused provider never
+    /// costs a lookup.
+    pub fn fixed_hosts(&self) -> Vec<Arc<str>> {
+        let mut hosts: Vec<Arc<str>> = self
+            .providers
+            .iter()
+            .filter(|p| p.configured)
+            .filter_map(|p| p.fixed.as_ref().map(|f| f.host.clone()))
+            .chain(self.routes.iter().map(|r| r.fixed.host.clone()))
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    }
+
+    /// Plans one request. `host` is the request's authority without the port.
+    pub fn route(
+        &self,
+        uri: &Uri,
+        host: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Plan, RouteError> {
+        let path = uri.path();
+        if let Some((i, r)) = self.match_route(path, host) {
+            return Ok(self.front_door(i, r, uri));
+        }
+        match path.strip_prefix("/v1/") {
+            Some(op) if !op.is_empty() => portkey_route::plan(self, op, uri.query(), headers),
+            _ => Err(RouteError::NoRoute),
+        }
+    }
+
+    fn match_route(&self, path: &str, host: Option<&str>) -> Option<(usize, &RouteRuntime)> {
+        self.routes.iter().enumerate().find(|(_, r)| {
+            let host_ok = match (&r.host, host) {
+                (None, _) => true,
+                (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
+                (Some(_), None) => false,
+            };
+            host_ok && prefix_matches(path, &r.path_prefix)
+        })
+    }
+
+    fn front_door(&self, i: usize, r: &RouteRuntime, uri: &Uri) -> Plan {
+        let path = uri.path();
+        let rest = if r.strip_prefix {
+            &path[r.path_prefix.len()..]
+        } else {
+            path
+        };
+        let new_path = if !r.strip_prefix && r.base.path.is_empty() {
+            None
+        } else {
+            let mut p = String::with_capacity(r.base.path.len() + rest.len() + 64);
+            p.push_str(&r.base.path);
+            if !rest.starts_with('/') {
+                p.push('/');
+            }
+            p.push_str(rest);
+            push_query(&mut p, uri.query(), None);
+            Some(p)
+        };
+        Plan {
+            provider: r.provider,
+            route: RouteId(i + 2),
+            tls: r.base.tls,
+            host: r.fixed.host.clone(),
+            port: r.base.port,
+            host_header: r.fixed.host_header.clone(),
+            path: new_path,
+            auth: r.auth.clone(),
+            add_anthropic_version: r.provider.auth_style() == AuthStyle::Anthropic,
+            check_resolved_ips: false,
+            read_timeout: None,
+        }
+    }
+}
+
+/// `/openai/` matches `/openai/x`; `/openai` matches `/openai` and `/openai/x`, not `/openaix`.
+fn prefix_matches(path: &str, prefix: &str) -> bool {
+    path.starts_with(prefix)
+        && (prefix.ends_with('/')
+            || path.len() == prefix.len()
+            || path.as_bytes()[prefix.len()] == b'/')
+}
+
+/// Appends the client's query, without `drop` (a parameter keyway sets itself).
+fn push_query(out: &mut String, query: Option<&str>, drop: Option<&str>) {
+    let Some(q) = query.filter(|q| !q.is_empty()) else {
+        return;
+    };
+    for pair in q.split('&').filter(|p| !p.is_empty()) {
+        let name = pair.split('=').next().unwrap_or(pair);
+        if drop.is_some_and(|d| d == name) {
+            continue;
+        }
+        out.push(if out.contains('?') { '&' } else { '?' });
+        out.push_str(pair);
+    }
+}
+
+/// The header that carries `key` for `provider`. `native` selects Anthropic's own API (x-api-key)
+/// over its OpenAI-compatible one (Bearer).
+fn auth_for(provider: Provider, key: &str, native: bool) -> Result<Option<AuthHeader>, String> {
+    let (name, value) = match provider.auth_style() {
+        AuthStyle::None => return Ok(None),
+        AuthStyle::Bearer => (AUTHORIZATION, format!("Bearer {key}")),
+        AuthStyle::AzureApiKey => (API_KEY, key.to_owned()),
+        AuthStyle::Anthropic if native => (X_API_KEY, key.to_owned()),
+        AuthStyle::Anthropic => (AUTHORIZATION, format!("Bearer {key}")),
+    };
+    let mut value = HeaderValue::from_str(&value)
+        .map_err(|_| "the key holds characters not allowed in a header")?;
+    value.set_sensitive(true);
+    Ok(Some(AuthHeader { name, value }))
+}
+
+/// The `anthropic-version` value sent when the client sends none.
+pub fn anthropic_version() -> HeaderValue {
+    HeaderValue::from_static(ANTHROPIC_VERSION)
+}
+
+#[cfg(test)]
+mod tests;

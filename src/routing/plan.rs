@@ -1,0 +1,75 @@
+//! What routing decides for one request, and why it may refuse.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+use super::provider::Provider;
+
+/// Index into `Router::route_names()`: 0 none, 1 Portkey headers, 2.. configured routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RouteId(pub usize);
+
+impl RouteId {
+    pub const NONE: RouteId = RouteId(0);
+    pub const PORTKEY: RouteId = RouteId(1);
+}
+
+/// The credential header to send upstream; its value is marked sensitive.
+#[derive(Debug, Clone)]
+pub struct AuthHeader {
+    pub name: HeaderName,
+    pub value: HeaderValue,
+}
+
+/// Everything the proxy needs to send one request upstream.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub provider: Provider,
+    pub route: RouteId,
+    pub tls: bool,
+    /// Host to resolve and to present as SNI.
+    pub host: Arc<str>,
+    pub port: u16,
+    pub host_header: HeaderValue,
+    /// New path and query; `None` keeps the client's.
+    pub path: Option<String>,
+    pub auth: Option<AuthHeader>,
+    /// Add `anthropic-version` when the client did not send one.
+    pub add_anthropic_version: bool,
+    /// A caller-chosen host: its resolved addresses must be public.
+    pub check_resolved_ips: bool,
+    /// Per-request override of the upstream read timeout.
+    pub read_timeout: Option<Duration>,
+}
+
+/// Why a request cannot be routed. Each maps to a 4xx in `error.rs`; none is ever half-sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("no route for this path: Portkey-style requests go to /v1/..., other paths need a configured route")]
+    NoRoute,
+    #[error("Either x-portkey-config or x-portkey-provider header is required")]
+    MissingProvider,
+    #[error("Invalid provider passed in {header}: '{slug}' is not a provider keyway knows")]
+    InvalidProvider { header: &'static str, slug: String },
+    #[error("{header}: {problem}")]
+    BadHeader {
+        header: &'static str,
+        problem: String,
+    },
+    #[error("{header} is required for provider {provider}")]
+    MissingField {
+        header: &'static str,
+        provider: Provider,
+    },
+    #[error("x-portkey-custom-host: {0}")]
+    ForbiddenCustomHost(String),
+    #[error("no API key for provider {0}: send x-portkey-api-key or Authorization: Bearer, or set providers.{0}.api_key in the config")]
+    MissingKey(Provider),
+    #[error("{header}: {what}")]
+    Unsupported {
+        header: &'static str,
+        what: &'static str,
+    },
+}
