@@ -1,1 +1,295 @@
+//! Routing against the built-in provider URLs (the end-to-end tests override them to reach a
+//! local fake, so the real hosts are checked here).
 
+use http::{HeaderMap, HeaderValue, Uri};
+
+use super::*;
+use crate::config;
+use crate::env::Env;
+
+fn router(toml: &str) -> Router {
+    Router::new(&config::from_str(toml, &Env::default()).unwrap()).unwrap()
+}
+
+fn plan(r: &Router, path: &str, headers: &[(&'static str, &str)]) -> Result<Plan, RouteError> {
+    let mut h = HeaderMap::new();
+    for (k, v) in headers {
+        h.insert(*k, HeaderValue::from_str(v).unwrap());
+    }
+    r.route(&Uri::try_from(path).unwrap(), Some("gw.local"), &h)
+}
+
+fn target(p: &Plan, client_path: &str) -> String {
+    format!(
+        "{}://{}{}",
+        if p.tls { "https" } else { "http" },
+        p.host_header.to_str().unwrap(),
+        p.path.as_deref().unwrap_or(client_path)
+    )
+}
+
+#[test]
+fn built_in_urls_for_every_provider() {
+    let r = router("");
+    let cases = [
+        ("openai", "https://api.openai.com/v1/chat/completions"),
+        ("anthropic", "https://api.anthropic.com/v1/chat/completions"),
+        (
+            "google",
+            "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions",
+        ),
+        (
+            "bedrock",
+            "https://bedrock-runtime.us-east-1.amazonaws.com/openai/v1/chat/completions",
+        ),
+        (
+            "cohere",
+            "https://api.cohere.ai/compatibility/v1/chat/completions",
+        ),
+        ("mistral-ai", "https://api.mistral.ai/v1/chat/completions"),
+        (
+            "together-ai",
+            "https://api.together.xyz/v1/chat/completions",
+        ),
+        ("groq", "https://api.groq.com/openai/v1/chat/completions"),
+        (
+            "perplexity-ai",
+            "https://api.perplexity.ai/chat/completions",
+        ),
+        ("ollama", "http://localhost:11434/v1/chat/completions"),
+        ("deepseek", "https://api.deepseek.com/v1/chat/completions"),
+        (
+            "fireworks-ai",
+            "https://api.fireworks.ai/inference/v1/chat/completions",
+        ),
+        (
+            "openrouter",
+            "https://openrouter.ai/api/v1/chat/completions",
+        ),
+        (
+            "anyscale",
+            "https://api.endpoints.anyscale.com/v1/chat/completions",
+        ),
+    ];
+    for (slug, want) in cases {
+        let p = plan(
+            &r,
+            "/v1/chat/completions",
+            &[("x-portkey-provider", slug), ("authorization", "Bearer k")],
+        )
+        .unwrap();
+        assert_eq!(target(&p, "/v1/chat/completions"), want, "{slug}");
+        assert_eq!(p.port, if slug == "ollama" { 11434 } else { 443 });
+        assert_eq!(
+            &*p.host,
+            p.host_header.to_str().unwrap().split(':').next().unwrap()
+        );
+    }
+}
+
+#[test]
+fn azure_urls_fill_resource_deployment_and_version() {
+    let r = router("");
+    let az = |extra: &[(&'static str, &str)]| {
+        let mut h = vec![
+            ("x-portkey-provider", "azure-openai"),
+            ("x-portkey-api-key", "k"),
+            ("x-portkey-azure-resource-name", "MyRes"),
+        ];
+        h.extend_from_slice(extra);
+        plan(&r, "/v1/chat/completions?foo=1&api-version=old", &h).unwrap()
+    };
+    let p = az(&[("x-portkey-azure-deployment-id", "gpt4o")]);
+    assert_eq!(
+        target(&p, ""),
+        "https://myres.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21&foo=1"
+    );
+    assert_eq!(p.auth.as_ref().unwrap().name, API_KEY);
+    let p = az(&[("x-portkey-azure-api-version", "v1")]);
+    assert_eq!(
+        target(&p, ""),
+        "https://myres.openai.azure.com/openai/v1/chat/completions?foo=1"
+    );
+    let p = az(&[("x-portkey-azure-api-version", "preview")]);
+    assert_eq!(
+        target(&p, ""),
+        "https://myres.openai.azure.com/openai/v1/chat/completions?api-version=preview&foo=1"
+    );
+    let p = az(&[
+        ("x-portkey-azure-deployment-id", "d"),
+        ("x-portkey-azure-ad-token", "Bearer eyJ.tok"),
+    ]);
+    let auth = p.auth.unwrap();
+    assert_eq!(
+        (auth.name, auth.value.to_str().unwrap()),
+        (AUTHORIZATION, "Bearer eyJ.tok")
+    );
+    assert!(auth.value.is_sensitive());
+
+    let p = plan(
+        &r,
+        "/v1/chat/completions",
+        &[
+            ("x-portkey-provider", "azure-ai"),
+            ("x-portkey-api-key", "k"),
+            ("x-portkey-azure-resource-name", "proj"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        target(&p, ""),
+        "https://proj.services.ai.azure.com/models/chat/completions?api-version=2024-05-01-preview"
+    );
+}
+
+#[test]
+fn config_defaults_apply_and_headers_win() {
+    let r = router(
+        "[providers.azure-openai]\napi_version = \"2025-04-01-preview\"\napi_key = \"cfg\"\n",
+    );
+    let p = plan(
+        &r,
+        "/v1/embeddings",
+        &[(
+            "x-portkey-config",
+            r#"{"provider":"azure-openai","resourceName":"r","deploymentId":"e"}"#,
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        target(&p, ""),
+        "https://r.openai.azure.com/openai/deployments/e/embeddings?api-version=2025-04-01-preview"
+    );
+    assert_eq!(p.auth.unwrap().value, "cfg");
+    let p = plan(
+        &r,
+        "/v1/embeddings",
+        &[
+            (
+                "x-portkey-config",
+                r#"{"provider":"azure-openai","resource_name":"r","deployment_id":"e"}"#,
+            ),
+            ("x-portkey-azure-api-version", "2024-02-01"),
+        ],
+    )
+    .unwrap();
+    assert!(p.path.unwrap().ends_with("api-version=2024-02-01"));
+}
+
+#[test]
+fn bedrock_region_and_sigv4_refusal() {
+    let r = router("");
+    let p = plan(
+        &r,
+        "/v1/chat/completions",
+        &[
+            ("x-portkey-provider", "bedrock"),
+            ("authorization", "Bearer k"),
+            ("x-portkey-aws-region", "eu-west-3"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(&*p.host, "bedrock-runtime.eu-west-3.amazonaws.com");
+    let e = plan(
+        &r,
+        "/v1/chat/completions",
+        &[
+            ("x-portkey-provider", "bedrock"),
+            ("x-portkey-aws-access-key-id", "AKIA"),
+        ],
+    )
+    .unwrap_err();
+    assert!(matches!(e, RouteError::Unsupported { .. }));
+}
+
+#[test]
+fn custom_hosts_follow_the_ssrf_policy() {
+    let r = router("trusted_custom_hosts = [\"10.1.2.3:8000\"]");
+    let p = plan(
+        &r,
+        "/v1/chat/completions",
+        &[
+            ("x-portkey-provider", "openai"),
+            ("authorization", "Bearer k"),
+            ("x-portkey-custom-host", "https://llm.example.com/api"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        target(&p, ""),
+        "https://llm.example.com/api/chat/completions"
+    );
+    assert!(
+        p.check_resolved_ips,
+        "a public name must still have its addresses checked"
+    );
+    let p = plan(
+        &r,
+        "/v1/chat/completions",
+        &[
+            ("x-portkey-provider", "openai"),
+            ("authorization", "Bearer k"),
+            ("x-portkey-custom-host", "http://10.1.2.3:8000/v1"),
+        ],
+    )
+    .unwrap();
+    assert!(!p.check_resolved_ips);
+    assert!(p.path.is_none());
+    for bad in [
+        "http://10.1.2.3:8001/v1",
+        "http://[::1]/",
+        "http://metadata.google.internal/",
+        "gopher://x",
+    ] {
+        let e = plan(
+            &r,
+            "/v1/chat/completions",
+            &[
+                ("x-portkey-provider", "openai"),
+                ("x-portkey-custom-host", bad),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, RouteError::ForbiddenCustomHost(_)),
+            "{bad}: {e:?}"
+        );
+    }
+}
+
+#[test]
+fn paths_outside_v1_need_a_route() {
+    let r = router("");
+    for p in [
+        "/",
+        "/v1",
+        "/v1/",
+        "/v2/chat/completions",
+        "/openai/deployments/x",
+    ] {
+        assert_eq!(
+            plan(&r, p, &[("x-portkey-provider", "openai")]).unwrap_err(),
+            RouteError::NoRoute,
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn prefixes_match_whole_segments() {
+    assert!(prefix_matches("/openai/x", "/openai/"));
+    assert!(prefix_matches("/openai", "/openai"));
+    assert!(prefix_matches("/openai/x", "/openai"));
+    assert!(!prefix_matches("/openaix", "/openai"));
+    assert!(!prefix_matches("/open", "/openai/"));
+}
+
+#[test]
+fn query_rewrite_drops_only_what_keyway_sets() {
+    let mut s = String::from("/p?api-version=1");
+    push_query(&mut s, Some("a=1&api-version=2&&b"), Some("api-version"));
+    assert_eq!(s, "/p?api-version=1&a=1&b");
+    let mut s = String::from("/p");
+    push_query(&mut s, Some(""), None);
+    assert_eq!(s, "/p");
+}
