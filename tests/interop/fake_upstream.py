@@ -1,0 +1,152 @@
+"""A fake OpenAI-compatible upstream that records every request it receives."""
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+REPLY = "hello from the fake upstream"
+STREAM_PIECES = ["one", " two", " three"]
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str  # with the query string
+    headers: list  # [(lower-case name, value)], duplicates kept
+    body: bytes
+
+    def header(self, name):
+        return [v for k, v in self.headers if k == name.lower()]
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def completion(model):
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": REPLY},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
+    }
+
+
+def chunk(model, index, piece):
+    delta = {"content": piece}
+    if index == 0:
+        delta["role"] = "assistant"
+    last = index == len(STREAM_PIECES) - 1
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": "stop" if last else None}],
+    }
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _read_body(self):
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            body = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return body
+                body += self.rfile.read(size)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _handle(self):
+        body = self._read_body()
+        self.server.record(
+            Recorded(
+                method=self.command,
+                path=self.path,
+                headers=[(k.lower(), v) for k, v in self.headers.items()],
+                body=body,
+            )
+        )
+        if self.command != "POST" or not self.path.split("?")[0].endswith("/chat/completions"):
+            return self._send_json(404, {"error": {"message": f"fake upstream: no route {self.path}"}})
+        try:
+            req = json.loads(body)
+        except ValueError:
+            return self._send_json(400, {"error": {"message": "fake upstream: body is not JSON"}})
+        model = req.get("model", "unknown")
+        if req.get("stream") is True:
+            return self._send_stream(model)
+        self._send_json(200, completion(model))
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+    def _send_json(self, status, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_stream(self, model):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        events = [json.dumps(chunk(model, i, p)) for i, p in enumerate(STREAM_PIECES)]
+        for event in events + ["[DONE]"]:
+            data = f"data: {event}\n\n".encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+class FakeUpstream(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.requests = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def port(self):
+        return self.server_address[1]
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def record(self, req):
+        with self._lock:
+            self.requests.append(req)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()

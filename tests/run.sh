@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every keyway test: installs what is missing (tests/setup.sh), then the Rust unit and
+# in-process end-to-end tests, then the interop suite (real OpenAI and Portkey SDKs against
+# the built binary). The target directory and the venv live in a cache outside the clone
+# (KEYWAY_CACHE, default ~/.cache/keyway) so reruns are incremental.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+cache="${KEYWAY_CACHE:-$HOME/.cache/keyway}"
+
+bash tests/setup.sh
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+# Link the system OpenSSL (libssl-dev from setup.sh) instead of compiling a vendored copy.
+export OPENSSL_NO_VENDOR=1
+
+echo "== cargo test (unit + end-to-end)"
+cargo test --release --locked
+
+echo "== interop (OpenAI and Portkey SDKs against the built binary)"
+cargo build --release --locked --bin keyway
+KEYWAY_BIN="$CARGO_TARGET_DIR/release/keyway" \
+    "$cache/venv/bin/python" -m pytest tests/interop -q -p no:cacheprovider

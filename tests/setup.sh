@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Installs what keyway's build, load tests and interop tests need. Idempotent:
+# apt packages only when missing, the Python venv only when its requirements change.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cache="${KEYWAY_CACHE:-$HOME/.cache/keyway}"
+venv="$cache/venv"
+reqs="$here/interop/requirements.txt"
+python="${PYTHON:-python3}"
+
+say() { echo "setup: $*"; }
+die() { echo "setup: ERROR: $*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || SUDO=sudo
+SUDO="${SUDO:-}"
+
+# A trial venv is the only reliable test: Debian's python3 has a venv module
+# whose ensurepip is removed unless python3-venv is installed.
+venv_works() {
+    local t
+    t="$(mktemp -d)"
+    "$python" -m venv "$t/v" >/dev/null 2>&1
+    local rc=$?
+    rm -rf "$t"
+    return $rc
+}
+
+want=(cmake pkg-config libssl-dev perl make gcc nginx-light wrk)
+if [ -x "$venv/bin/python" ]; then
+    : # an existing venv proves venv support
+elif ! venv_works; then
+    want+=(python3-venv)
+fi
+
+missing=()
+for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    command -v apt-get >/dev/null || die "apt-get not found; install manually: ${missing[*]}"
+    say "installing ${missing[*]}"
+    # Keep the package scripts from starting a system nginx: the tests run
+    # their own instances on ephemeral ports.
+    prc=/usr/sbin/policy-rc.d
+    if [ -e "$prc" ]; then
+        $SUDO mv "$prc" "$prc.keyway-saved"
+        trap '$SUDO mv -f "$prc.keyway-saved" "$prc"' EXIT
+    else
+        trap '$SUDO rm -f "$prc"' EXIT
+    fi
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$prc" >/dev/null
+    $SUDO chmod 755 "$prc"
+
+    $SUDO apt-get update -qq || die "apt-get update failed"
+    $SUDO env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+        || die "apt-get install failed for: ${missing[*]}"
+
+    if [[ " ${missing[*]} " == *" nginx-light "* ]] && [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+    fi
+else
+    say "system packages present"
+fi
+
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || die "nginx binary not found after install"
+command -v wrk >/dev/null || die "wrk not found after install"
+
+[ -f "$reqs" ] || die "missing $reqs"
+# The stamp covers the interpreter too, so a Python upgrade rebuilds the venv.
+stamp_val="$({ cat "$reqs"; "$python" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
+stamp="$venv/.keyway-requirements.sha256"
+
+if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$stamp_val" ]; then
+    say "python venv up to date: $venv"
+else
+    say "building python venv: $venv"
+    rm -rf "$venv"
+    mkdir -p "$cache"
+    "$python" -m venv "$venv" || die "could not create venv at $venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$reqs" \
+        || die "pip install -r $reqs failed"
+    echo "$stamp_val" > "$stamp"
+fi
+
+"$venv/bin/python" -c 'import openai, portkey_ai, pytest' || die "venv is missing a package"
+say "ok (run interop tests: $venv/bin/python -m pytest tests/interop -q)"
