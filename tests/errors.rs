@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use common::{assert_failure, free_port, FakeUpstream, Keyway, Reply};
 
+/// Request headers of one case.
+type Headers<'a> = &'a [(&'static str, &'static str)];
+
 fn config(up: &str) -> String {
     format!(
         "[providers.openai]\nbase_url = \"{up}/v1\"\n[providers.azure-openai]\nbase_url = \"https://{{resource}}.openai.azure.com\"\n"
@@ -26,7 +29,7 @@ async fn bad_input_is_refused_before_anything_leaves() {
         }
         r.send()
     };
-    let cases: &[(&[(&str, &str)], u16, &str)] = &[
+    let cases: &[(Headers, u16, &str)] = &[
         (
             &[],
             400,

@@ -143,7 +143,7 @@ impl Dns {
         failures
     }
 
-    pub fn len(&self) -> usize {
+    pub fn host_count(&self) -> usize {
         self.map.load().len()
     }
 }
@@ -170,13 +170,13 @@ mod tests {
             dns.addr_for("127.0.0.1").await.unwrap(),
             IpAddr::from([127, 0, 0, 1])
         );
-        assert_eq!(dns.len(), 0);
+        assert_eq!(dns.host_count(), 0);
         let ip = dns.addr_for("localhost").await.unwrap();
         assert!(ip.is_loopback());
-        assert_eq!(dns.len(), 1);
+        assert_eq!(dns.host_count(), 1);
         assert!(dns.addr_for("no-such-host.invalid").await.is_err());
-        assert_eq!(dns.len(), 1);
+        assert_eq!(dns.host_count(), 1);
         assert_eq!(dns.refresh().await, 0);
-        assert_eq!(dns.len(), 1);
+        assert_eq!(dns.host_count(), 1);
     }
 }

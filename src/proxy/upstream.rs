@@ -25,14 +25,14 @@ pub fn rewrite(req: &mut RequestHeader, plan: &Plan) -> Result<()> {
     for name in &CREDENTIAL_HEADERS {
         req.remove_header(name);
     }
-    let portkey: Vec<HeaderName> = req
+    // Requests carry a handful of headers: rescanning beats allocating a list per request.
+    while let Some(name) = req
         .headers
         .keys()
-        .filter(|n| n.as_str().starts_with("x-portkey-"))
+        .find(|n| n.as_str().starts_with("x-portkey-"))
         .cloned()
-        .collect();
-    for name in &portkey {
-        req.remove_header(name);
+    {
+        req.remove_header(&name);
     }
     req.insert_header(HOST, plan.host_header.clone())?;
     if let Some(auth) = &plan.auth {
