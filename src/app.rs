@@ -10,7 +10,9 @@ use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
 use crate::cache::dns::Dns;
+use crate::cache::tokens::TokenCache;
 use crate::config::Config;
+use crate::credentials::spec::IdentityContext;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::refresh::Refresher;
@@ -26,7 +28,17 @@ pub enum BuildError {
 
 /// Builds the server. Metrics go to the default registry, which `/metrics` serves.
 pub fn build(config: &Config) -> Result<Server, BuildError> {
-    let router = Arc::new(Router::new(config).map_err(BuildError::Routing)?);
+    let id = &config.identity;
+    let tokens = Arc::new(TokenCache::new(id.token_max, id.token_idle));
+    let identity = IdentityContext::new(
+        id.authority.clone(),
+        id.imds_endpoint.clone(),
+        id.app_service.clone(),
+        id.aws_region.clone(),
+        id.sts_endpoint.clone(),
+    );
+    let router =
+        Arc::new(Router::new(config, tokens.clone(), identity).map_err(BuildError::Routing)?);
     let metrics = Arc::new(Metrics::new(
         pingora_prometheus::prometheus::default_registry(),
         router.route_names(),
@@ -47,6 +59,7 @@ pub fn build(config: &Config) -> Result<Server, BuildError> {
     let refresher = Refresher {
         dns: dns.clone(),
         fixed_hosts: router.fixed_hosts(),
+        tokens,
         metrics: metrics.clone(),
         ready: ready.clone(),
     };

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use pingora::{Error, ErrorSource, ErrorType};
 
+use crate::credentials::CredentialError;
 use crate::routing::RouteError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,10 +41,21 @@ impl From<&RouteError> for ErrorResponse {
         let status = match e {
             RouteError::NoRoute => 404,
             RouteError::MissingKey(_) => 401,
+            RouteError::TokenCacheFull => 503,
             _ => 400,
         };
         ErrorResponse::new(status, e.to_string())
     }
+}
+
+/// A token that could not be had. A rejected credential the caller sent (headers) is the
+/// caller's 401; one from keyway's config, or an identity provider that is down, is a 502.
+pub fn for_credential(e: &CredentialError, configured: bool) -> ErrorResponse {
+    let status = match e {
+        CredentialError::Rejected { .. } if !configured => 401,
+        _ => 502,
+    };
+    ErrorResponse::new(status, format!("azure auth mode {e}"))
 }
 
 /// The response for a failure while talking to the upstream; `None` when the client is gone
@@ -52,7 +64,8 @@ pub fn for_proxy_error(e: &Error) -> Option<ErrorResponse> {
     use ErrorType::*;
     let et = e.etype();
     if let HTTPStatus(code) = et {
-        return Some(ErrorResponse::new(*code, "request refused"));
+        let message = e.context.as_ref().map_or("request refused", |c| c.as_str());
+        return Some(ErrorResponse::new(*code, message));
     }
     match e.esource() {
         ErrorSource::Downstream => match et {

@@ -6,6 +6,7 @@ use pingora_prometheus::prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
+use crate::credentials::{AuthMode, CredentialError};
 use crate::routing::provider::Provider;
 use crate::routing::RouteId;
 
@@ -25,6 +26,27 @@ pub struct Metrics {
     connect_errors: Vec<IntCounter>,
     pub in_flight: IntGauge,
     pub dns_refresh_failures: IntCounter,
+    /// Indexed `[mode][outcome]`.
+    token_fetches: Vec<IntCounter>,
+    token_fetch_duration: Vec<Histogram>,
+    token_refresh_failures: Vec<IntCounter>,
+    /// Seconds until expiry, per configured credential name.
+    pub token_expiry: pingora_prometheus::prometheus::GaugeVec,
+    pub token_cache_size: IntGauge,
+    pub upstream_401_retries: IntCounter,
+}
+
+/// Token fetch outcomes, in label order.
+const OUTCOMES: [&str; 5] = ["ok", "rejected", "unavailable", "malformed", "setup"];
+
+fn outcome_index(e: Option<&CredentialError>) -> usize {
+    match e {
+        None => 0,
+        Some(CredentialError::Rejected { .. }) => 1,
+        Some(CredentialError::Unavailable { .. }) => 2,
+        Some(CredentialError::Malformed { .. }) => 3,
+        Some(CredentialError::Setup { .. }) => 4,
+    }
 }
 
 fn provider_labels() -> impl Iterator<Item = &'static str> {
@@ -67,6 +89,58 @@ impl Metrics {
             "keyway_dns_refresh_failures_total",
             "Background re-resolutions of upstream hosts that failed (old addresses kept)",
         )?;
+        let fetch_vec = IntCounterVec::new(
+            Opts::new(
+                "keyway_token_fetches_total",
+                "Upstream token fetches, by auth mode and outcome",
+            ),
+            &["mode", "outcome"],
+        )?;
+        let fetch_duration_vec = HistogramVec::new(
+            HistogramOpts::new(
+                "keyway_token_fetch_duration_seconds",
+                "Time to fetch an upstream token, by auth mode",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["mode"],
+        )?;
+        let refresh_fail_vec = IntCounterVec::new(
+            Opts::new("keyway_token_refresh_failures_total", "Background token refreshes that failed (the old token keeps serving while valid), by auth mode"),
+            &["mode"],
+        )?;
+        let token_expiry = pingora_prometheus::prometheus::GaugeVec::new(
+            Opts::new(
+                "keyway_token_expiry_seconds",
+                "Seconds until the current token of a configured credential expires (0: none)",
+            ),
+            &["credential"],
+        )?;
+        let token_cache_size = IntGauge::new(
+            "keyway_token_cache_size",
+            "Credentials held in the token cache",
+        )?;
+        let upstream_401_retries = IntCounter::new(
+            "keyway_upstream_401_retries_total",
+            "Requests retried with a fresh token after the upstream answered 401",
+        )?;
+        registry.register(Box::new(fetch_vec.clone()))?;
+        registry.register(Box::new(fetch_duration_vec.clone()))?;
+        registry.register(Box::new(refresh_fail_vec.clone()))?;
+        registry.register(Box::new(token_expiry.clone()))?;
+        registry.register(Box::new(token_cache_size.clone()))?;
+        registry.register(Box::new(upstream_401_retries.clone()))?;
+        let mut token_fetches = Vec::new();
+        let mut token_fetch_duration = Vec::new();
+        let mut token_refresh_failures = Vec::new();
+        for mode in AuthMode::ALL {
+            for outcome in OUTCOMES {
+                token_fetches.push(fetch_vec.with_label_values(&[mode.label(), outcome]));
+            }
+            token_fetch_duration.push(fetch_duration_vec.with_label_values(&[mode.label()]));
+            token_refresh_failures.push(refresh_fail_vec.with_label_values(&[mode.label()]));
+        }
         registry.register(Box::new(requests_vec.clone()))?;
         registry.register(Box::new(duration_vec.clone()))?;
         registry.register(Box::new(connect_vec.clone()))?;
@@ -92,6 +166,12 @@ impl Metrics {
             connect_errors,
             in_flight,
             dns_refresh_failures,
+            token_fetches,
+            token_fetch_duration,
+            token_refresh_failures,
+            token_expiry,
+            token_cache_size,
+            upstream_401_retries,
         })
     }
 
@@ -105,6 +185,21 @@ impl Metrics {
         let r = route.0.min(self.routes - 1);
         self.requests[(p * self.routes + r) * CLASSES.len() + class].inc();
         self.duration[p].observe(seconds);
+    }
+
+    pub fn token_fetched(
+        &self,
+        mode: AuthMode,
+        error: Option<&CredentialError>,
+        took: std::time::Duration,
+    ) {
+        let m = mode as usize;
+        self.token_fetches[m * OUTCOMES.len() + outcome_index(error)].inc();
+        self.token_fetch_duration[m].observe(took.as_secs_f64());
+    }
+
+    pub fn token_refresh_failed(&self, mode: AuthMode) {
+        self.token_refresh_failures[mode as usize].inc();
     }
 
     pub fn connect_error(&self, provider: Option<Provider>) {

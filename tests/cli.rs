@@ -32,6 +32,7 @@ fn shipped_examples_are_valid() {
                 ("AZURE_OPENAI_KEY", "a"),
                 ("ANTHROPIC_KEY", "b"),
                 ("OPENAI_API_KEY", "c"),
+                ("AZURE_CLIENT_SECRET", "d"),
             ];
             let (code, out) = keyway(
                 &["--check-config", "--config", path.to_str().unwrap()],
@@ -42,7 +43,7 @@ fn shipped_examples_are_valid() {
             n += 1;
         }
     }
-    assert!(n >= 3, "expected the conf/ examples, found {n}");
+    assert!(n >= 4, "expected the conf/ examples, found {n}");
 }
 
 #[test]

@@ -15,6 +15,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 # Link the system OpenSSL (libssl-dev from setup.sh) instead of compiling a vendored copy.
 export OPENSSL_NO_VENDOR=1
 
+# Every keyway log of this run is scanned for secrets at the end: start from an empty folder.
+rm -rf "$CARGO_TARGET_DIR/tmp/keyway-logs"
+
 echo "== cargo test (unit + end-to-end)"
 cargo test --release --locked
 

@@ -1,3 +1,4 @@
 //! Lock-free reads for the hot path.
 
 pub mod dns;
+pub mod tokens;

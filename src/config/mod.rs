@@ -1,6 +1,7 @@
 //! Configuration: the TOML file (`schema.rs`, strict) plus the environment, turned into validated
 //! runtime types. Every error names the path in the file and what to do about it.
 
+mod identity;
 mod schema;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use crate::routing::custom_host::TrustedHosts;
 use crate::routing::provider::Provider;
 use crate::routing::url::BaseUrl;
 use crate::secret::Secret;
+pub use identity::{Identity, TokenCredential, WorkloadDefaults};
 use schema::FileConfig;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
@@ -34,7 +36,7 @@ pub enum ConfigError {
     Invalid { path: String, message: String },
 }
 
-fn invalid(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         path: path.into(),
         message: message.into(),
@@ -54,6 +56,7 @@ pub struct Config {
     pub providers: BTreeMap<Provider, ProviderSettings>,
     pub credentials: BTreeMap<String, Credential>,
     pub routes: Vec<Route>,
+    pub identity: Identity,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +78,7 @@ pub struct ProviderSettings {
 #[derive(Debug, Clone)]
 pub enum Credential {
     ApiKey(Secret),
+    Token(TokenCredential),
 }
 
 #[derive(Debug, Clone)]
@@ -150,7 +154,8 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
     }
 
     let providers = validate_providers(f.providers, env)?;
-    let credentials = validate_credentials(f.credentials, env)?;
+    let identity = identity::validate_identity(f.azure, f.aws, f.tokens, env)?;
+    let credentials = validate_credentials(f.credentials, &identity, env)?;
     let routes = validate_routes(f.routes, &credentials)?;
     Ok(Config {
         listen,
@@ -163,6 +168,7 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
         providers,
         credentials,
         routes,
+        identity,
     })
 }
 
@@ -207,7 +213,7 @@ fn validate_timeouts(u: &schema::UpstreamSection) -> Result<Timeouts, ConfigErro
 }
 
 /// A secret given inline or through an environment variable, never both.
-fn secret_from(
+pub(crate) fn secret_from(
     path: &str,
     inline: Option<String>,
     env_name: Option<String>,
@@ -266,6 +272,7 @@ fn validate_providers(
 
 fn validate_credentials(
     raw: BTreeMap<String, schema::CredentialSection>,
+    identity: &Identity,
     env: &Env,
 ) -> Result<BTreeMap<String, Credential>, ConfigError> {
     let mut out = BTreeMap::new();
@@ -275,12 +282,7 @@ fn validate_credentials(
             "api_key" => secret_from(&format!("{path}.key"), c.key, c.key_env, env)?
                 .map(Credential::ApiKey)
                 .ok_or_else(|| invalid(&path, "type api_key needs key or key_env"))?,
-            other => {
-                return Err(invalid(
-                    format!("{path}.type"),
-                    format!("unknown credential type '{other}' (known: api_key)"),
-                ))
-            }
+            _ => Credential::Token(identity::token_credential(&path, c, identity, env)?),
         };
         out.insert(name, cred);
     }

@@ -30,6 +30,42 @@ pub struct FileConfig {
     pub credentials: BTreeMap<String, CredentialSection>,
     #[serde(default)]
     pub routes: Vec<RouteSection>,
+    #[serde(default)]
+    pub azure: AzureSection,
+    #[serde(default)]
+    pub aws: AwsSection,
+    #[serde(default)]
+    pub tokens: TokensSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureSection {
+    /// Entra authority. Default: `AZURE_AUTHORITY_HOST`, else https://login.microsoftonline.com.
+    pub authority_host: Option<String>,
+    /// IMDS base URL. Default: `AZURE_POD_IDENTITY_AUTHORITY_HOST`, else http://169.254.169.254.
+    pub imds_endpoint: Option<String>,
+    /// Whether request headers may select the gateway's own identities (managed, workload,
+    /// entraFederated). Default true (Portkey behaviour).
+    pub ambient_identity_from_headers: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSection {
+    /// Default: `AWS_REGION` / `AWS_DEFAULT_REGION` (the AWS SDK's own chain).
+    pub region: Option<String>,
+    /// STS endpoint for `GetWebIdentityToken`. Default: `AWS_ENDPOINT_URL_STS` / `AWS_ENDPOINT_URL`, else regional.
+    pub sts_endpoint: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensSection {
+    /// Header-selected credentials unused this long are dropped. Default 3600.
+    pub idle_timeout_seconds: Option<u64>,
+    /// Upper bound on cached credentials. Default 1024.
+    pub max_cached: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -65,6 +101,12 @@ pub struct CredentialSection {
     pub kind: String,
     pub key: Option<String>,
     pub key_env: Option<String>,
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_env: Option<String>,
+    pub scope: Option<String>,
+    pub token_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,12 +15,13 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, Result};
 
 use crate::cache::dns::Dns;
+use crate::cache::tokens::CachedToken;
 use crate::config::Timeouts;
 use crate::error::{self, ErrorResponse};
 use crate::metrics::Metrics;
 use crate::routing::custom_host::ip_is_forbidden;
 use crate::routing::provider::Provider;
-use crate::routing::{Plan, RouteError, RouteId, Router};
+use crate::routing::{Plan, RouteError, RouteId, Router, UpstreamAuth};
 
 pub struct Gateway {
     pub router: Arc<Router>,
@@ -34,6 +35,10 @@ pub struct Ctx {
     started: Instant,
     plan: Option<Plan>,
     addr: Option<SocketAddr>,
+    /// The token this request carries upstream, when its credential is a token.
+    token: Option<Arc<CachedToken>>,
+    /// The upstream rejected `token` with 401 and the request is being sent again.
+    retrying_401: bool,
     _in_flight: Option<InFlight>,
 }
 
@@ -77,9 +82,54 @@ impl Gateway {
             );
             return Err(ErrorResponse::from(&e));
         }
+        if let Some(UpstreamAuth::Token(slot)) = &plan.auth {
+            let token = slot
+                .get(&self.metrics)
+                .await
+                .map_err(|e| error::for_credential(&e, slot.name.is_some()))?;
+            ctx.token = Some(token);
+        }
         ctx.addr = Some(SocketAddr::new(ip, plan.port));
         ctx.plan = Some(plan);
         Ok(())
+    }
+
+    /// After a 401: a fresh token for the retry (single flight with concurrent requests).
+    async fn renew_token(&self, ctx: &mut Ctx) -> Result<()> {
+        if let Some(UpstreamAuth::Token(slot)) = ctx.plan.as_ref().and_then(|p| p.auth.as_ref()) {
+            let token = slot.get(&self.metrics).await.map_err(|e| {
+                let resp = error::for_credential(&e, slot.name.is_some());
+                Error::explain(pingora::ErrorType::HTTPStatus(resp.status), resp.message)
+            })?;
+            ctx.token = Some(token);
+        }
+        Ok(())
+    }
+
+    /// On a 401 to a cached token: drop the token and ask Pingora to send the request again,
+    /// once, when the request body is still held in Pingora's retry buffer.
+    fn on_upstream_status(&self, session: &Session, status: u16, ctx: &mut Ctx) -> Result<()> {
+        if status != 401 || ctx.retrying_401 {
+            return Ok(());
+        }
+        let (Some(UpstreamAuth::Token(slot)), Some(token)) = (
+            ctx.plan.as_ref().and_then(|p| p.auth.as_ref()),
+            ctx.token.as_ref(),
+        ) else {
+            return Ok(());
+        };
+        slot.reject(token);
+        if session.as_ref().retry_buffer_truncated() {
+            return Ok(());
+        }
+        ctx.retrying_401 = true;
+        self.metrics.upstream_401_retries.inc();
+        let mut e = Error::explain(
+            pingora::ErrorType::HTTPStatus(401),
+            "upstream rejected the token",
+        );
+        e.set_retry(true);
+        Err(e)
     }
 
     fn peer(&self, plan: &Plan, addr: SocketAddr) -> HttpPeer {
@@ -118,6 +168,8 @@ impl ProxyHttp for Gateway {
             started: Instant::now(),
             plan: None,
             addr: None,
+            token: None,
+            retrying_401: false,
             _in_flight: None,
         }
     }
@@ -135,6 +187,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        if ctx.retrying_401 {
+            self.renew_token(ctx).await?;
+        }
         match (&ctx.plan, ctx.addr) {
             (Some(plan), Some(addr)) => Ok(Box::new(self.peer(plan, addr))),
             _ => Err(Error::explain(
@@ -151,9 +206,40 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         match &ctx.plan {
-            Some(plan) => upstream::rewrite(req, plan),
+            Some(plan) => upstream::rewrite(req, plan, ctx.token.as_deref()),
             None => Ok(()),
         }
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        self.on_upstream_status(session, resp.status.as_u16(), ctx)
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer {peer}"));
+        if ctx.retrying_401 && matches!(e.etype(), pingora::ErrorType::HTTPStatus(401)) {
+            // Our own request to retry: the body is buffered (checked before asking).
+            return e;
+        }
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
     }
 
     fn fail_to_connect(

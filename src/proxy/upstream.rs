@@ -6,8 +6,10 @@ use http::{HeaderName, Uri};
 use pingora::http::RequestHeader;
 use pingora::{Error, ErrorType, Result};
 
+use crate::cache::tokens::CachedToken;
 use crate::routing::{
-    anthropic_version, Plan, ANTHROPIC_VERSION_HEADER, API_KEY, AUTHORIZATION, X_API_KEY,
+    anthropic_version, Plan, UpstreamAuth, ANTHROPIC_VERSION_HEADER, API_KEY, AUTHORIZATION,
+    X_API_KEY,
 };
 
 /// Headers that carry a credential meant for keyway or for some other service.
@@ -21,7 +23,7 @@ const CREDENTIAL_HEADERS: [HeaderName; 7] = [
     http::header::COOKIE,
 ];
 
-pub fn rewrite(req: &mut RequestHeader, plan: &Plan) -> Result<()> {
+pub fn rewrite(req: &mut RequestHeader, plan: &Plan, token: Option<&CachedToken>) -> Result<()> {
     for name in &CREDENTIAL_HEADERS {
         req.remove_header(name);
     }
@@ -35,8 +37,12 @@ pub fn rewrite(req: &mut RequestHeader, plan: &Plan) -> Result<()> {
         req.remove_header(&name);
     }
     req.insert_header(HOST, plan.host_header.clone())?;
-    if let Some(auth) = &plan.auth {
-        req.insert_header(auth.name.clone(), auth.value.clone())?;
+    match (&plan.auth, token) {
+        (Some(UpstreamAuth::Static(a)), _) => req.insert_header(a.name.clone(), a.value.clone())?,
+        (Some(UpstreamAuth::Token(_)), Some(t)) => {
+            req.insert_header(AUTHORIZATION, t.header.clone())?
+        }
+        _ => {}
     }
     if plan.add_anthropic_version && !req.headers.contains_key(ANTHROPIC_VERSION_HEADER) {
         req.insert_header(ANTHROPIC_VERSION_HEADER, anthropic_version())?;

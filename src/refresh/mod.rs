@@ -1,5 +1,9 @@
-//! The background service that keeps every cache warm. It is the only writer of those caches;
-//! the request path reads them. Today it owns upstream DNS; credential refresh joins it here.
+//! The background service that keeps every cache warm. It is the only writer besides a
+//! credential's very first use: tokens are renewed ahead of expiry (`schedule.rs`), failures
+//! retried with back-off while the old token serves, idle header credentials dropped, and
+//! upstream hosts re-resolved.
+
+pub mod schedule;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -10,16 +14,66 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::cache::dns::Dns;
+use crate::cache::tokens::{TokenCache, TokenSlot};
 use crate::metrics::Metrics;
 
 /// How often upstream hosts are re-resolved (getaddrinfo gives no TTL).
 const DNS_REFRESH: Duration = Duration::from_secs(30);
+/// How often token slots are checked for due refreshes.
+const TICK: Duration = Duration::from_millis(250);
 
 pub struct Refresher {
     pub dns: Arc<Dns>,
     pub fixed_hosts: Vec<Arc<str>>,
+    pub tokens: Arc<TokenCache>,
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
+}
+
+impl Refresher {
+    /// Starts due refreshes in their own tasks (a slow identity provider must not delay the
+    /// others) and publishes the token gauges.
+    fn refresh_due_tokens(&self) {
+        for slot in self.tokens.all() {
+            if slot.claim_due() {
+                let metrics = self.metrics.clone();
+                tokio::spawn(async move { refresh_one(&slot, &metrics).await });
+            }
+        }
+        self.tokens.drop_idle();
+        self.metrics.token_cache_size.set(self.tokens.len() as i64);
+        for slot in self.tokens.all() {
+            if let Some(name) = &slot.name {
+                self.metrics
+                    .token_expiry
+                    .with_label_values(&[name.as_str()])
+                    .set(slot.seconds_left());
+            }
+        }
+    }
+
+    /// Ready once every configured credential holds a token.
+    fn update_ready(&self) {
+        if !self.ready.load(std::sync::atomic::Ordering::Relaxed)
+            && self
+                .tokens
+                .all()
+                .iter()
+                .filter(|s| s.is_pinned())
+                .all(|s| s.has_token())
+        {
+            crate::app::set_ready(&self.ready);
+            log::info!("keyway is ready: every configured credential holds a token");
+        }
+    }
+}
+
+async fn refresh_one(slot: &TokenSlot, metrics: &Metrics) {
+    if let Err(e) = slot.refresh(metrics).await {
+        metrics.token_refresh_failed(slot.mode);
+        let which = slot.name.as_deref().unwrap_or("(from request headers)");
+        log::warn!("token refresh failed for credential {which}: {e}; retrying with back-off");
+    }
 }
 
 #[async_trait]
@@ -34,16 +88,30 @@ impl BackgroundService for Refresher {
         for (host, e) in self.dns.pin(&self.fixed_hosts).await {
             log::warn!("dns: cannot resolve {host} at start-up ({e}); will retry on first use");
         }
-        crate::app::set_ready(&self.ready);
+        // The listener opens now; /readyz waits for the configured credentials' first tokens.
         ready.notify_ready();
-        let mut tick = tokio::time::interval(DNS_REFRESH);
-        tick.tick().await;
+        for slot in self.tokens.all() {
+            let metrics = self.metrics.clone();
+            if slot.claim_due() {
+                tokio::spawn(async move { refresh_one(&slot, &metrics).await });
+            }
+        }
+        let mut tick = tokio::time::interval(TICK);
+        let mut dns_tick = tokio::time::interval(DNS_REFRESH);
+        dns_tick.tick().await;
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tick.tick() => {
-                    let failed = self.dns.refresh().await;
-                    self.metrics.dns_refresh_failures.inc_by(failed as u64);
+                    self.refresh_due_tokens();
+                    self.update_ready();
+                }
+                _ = dns_tick.tick() => {
+                    let (dns, metrics) = (self.dns.clone(), self.metrics.clone());
+                    tokio::spawn(async move {
+                        let failed = dns.refresh().await;
+                        metrics.dns_refresh_failures.inc_by(failed as u64);
+                    });
                 }
             }
         }

@@ -15,9 +15,12 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
+use crate::cache::tokens::TokenCache;
 use crate::config::{Config, Credential};
+use crate::credentials::spec::IdentityContext;
+use crate::credentials::{AI_FOUNDRY_SCOPE, COGNITIVE_SCOPE};
 use custom_host::TrustedHosts;
-pub use plan::{AuthHeader, Plan, RouteError, RouteId};
+pub use plan::{AuthHeader, Plan, RouteError, RouteId, UpstreamAuth};
 use provider::{AuthStyle, Provider, ANTHROPIC_VERSION};
 use url::BaseUrl;
 
@@ -65,7 +68,7 @@ struct RouteRuntime {
     base: BaseUrl,
     fixed: FixedHost,
     strip_prefix: bool,
-    auth: Option<AuthHeader>,
+    auth: Option<UpstreamAuth>,
 }
 
 /// Routing tables built once from the config; shared by every request.
@@ -75,10 +78,18 @@ pub struct Router {
     routes: Vec<RouteRuntime>,
     trusted: TrustedHosts,
     route_names: Vec<String>,
+    tokens: Arc<TokenCache>,
+    identity: IdentityContext,
+    identity_defaults: crate::config::WorkloadDefaults,
+    ambient_from_headers: bool,
 }
 
 impl Router {
-    pub fn new(config: &Config) -> Result<Router, String> {
+    pub fn new(
+        config: &Config,
+        tokens: Arc<TokenCache>,
+        identity: IdentityContext,
+    ) -> Result<Router, String> {
         let providers = Provider::ALL
             .iter()
             .map(|&p| {
@@ -99,9 +110,18 @@ impl Router {
             .collect();
         let mut routes = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
-            let Credential::ApiKey(key) = &config.credentials[&r.credential];
-            let auth = auth_for(r.provider, key.expose(), true)
-                .map_err(|e| format!("routes.{}: credential {}: {e}", r.name, r.credential))?;
+            let auth = match &config.credentials[&r.credential] {
+                Credential::ApiKey(key) => auth_for(r.provider, key.expose(), true)
+                    .map_err(|e| format!("routes.{}: credential {}: {e}", r.name, r.credential))?
+                    .map(UpstreamAuth::Static),
+                Credential::Token(t) => {
+                    let spec = t.spec(default_scope(&r.upstream.host));
+                    let slot = tokens
+                        .slot(&spec, Some(&r.credential), || identity.source(&spec))
+                        .ok_or("tokens.max_cached is smaller than the number of configured credentials")?;
+                    Some(UpstreamAuth::Token(slot))
+                }
+            };
             routes.push(RouteRuntime {
                 path_prefix: r.path_prefix.clone(),
                 host: r.host.clone(),
@@ -119,6 +139,10 @@ impl Router {
             routes,
             trusted: config.trusted_custom_hosts.clone(),
             route_names,
+            tokens,
+            identity,
+            identity_defaults: config.identity.workload.clone(),
+            ambient_from_headers: config.identity.ambient_from_headers,
         })
     }
 
@@ -203,6 +227,15 @@ impl Router {
             check_resolved_ips: false,
             read_timeout: None,
         }
+    }
+}
+
+/// Entra scope for an Azure host: AI Foundry hosts want their own audience.
+pub(crate) fn default_scope(host: &str) -> &'static str {
+    if host.ends_with(".services.ai.azure.com") {
+        AI_FOUNDRY_SCOPE
+    } else {
+        COGNITIVE_SCOPE
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 use super::provider::Provider;
+use crate::cache::tokens::TokenSlot;
 
 /// Index into `Router::route_names()`: 0 none, 1 Portkey headers, 2.. configured routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -23,6 +24,15 @@ pub struct AuthHeader {
     pub value: HeaderValue,
 }
 
+/// How the upstream credential is obtained.
+#[derive(Debug, Clone)]
+pub enum UpstreamAuth {
+    /// A header known when routing (API keys).
+    Static(AuthHeader),
+    /// `Authorization: Bearer` from a cached token (Entra, managed, workload, federated).
+    Token(Arc<TokenSlot>),
+}
+
 /// Everything the proxy needs to send one request upstream.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -35,7 +45,7 @@ pub struct Plan {
     pub host_header: HeaderValue,
     /// New path and query; `None` keeps the client's.
     pub path: Option<String>,
-    pub auth: Option<AuthHeader>,
+    pub auth: Option<UpstreamAuth>,
     /// Add `anthropic-version` when the client did not send one.
     pub add_anthropic_version: bool,
     /// A caller-chosen host: its resolved addresses must be public.
@@ -67,6 +77,13 @@ pub enum RouteError {
     ForbiddenCustomHost(String),
     #[error("no API key for provider {0}: send x-portkey-api-key or Authorization: Bearer, or set providers.{0}.api_key in the config")]
     MissingKey(Provider),
+    #[error("{header} is required for azure auth mode {mode}")]
+    MissingAuthField {
+        header: &'static str,
+        mode: &'static str,
+    },
+    #[error("too many distinct credentials in use; try again later")]
+    TokenCacheFull,
     #[error("{header}: {what}")]
     Unsupported {
         header: &'static str,

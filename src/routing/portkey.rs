@@ -28,6 +28,18 @@ pub struct PortkeyConfig {
     pub request_timeout: Option<u64>,
     #[serde(alias = "awsRegion")]
     pub aws_region: Option<String>,
+    #[serde(alias = "azureEntraTenantId")]
+    pub azure_entra_tenant_id: Option<String>,
+    #[serde(alias = "azureEntraClientId")]
+    pub azure_entra_client_id: Option<String>,
+    #[serde(alias = "azureEntraClientSecret")]
+    pub azure_entra_client_secret: Option<String>,
+    #[serde(alias = "azureEntraScope")]
+    pub azure_entra_scope: Option<String>,
+    #[serde(alias = "azureManagedClientId")]
+    pub azure_managed_client_id: Option<String>,
+    #[serde(alias = "azureWorkloadClientId")]
+    pub azure_workload_client_id: Option<String>,
     #[serde(default)]
     pub targets: Vec<PortkeyConfig>,
 }
@@ -77,7 +89,13 @@ impl PortkeyConfig {
             azure_ad_token,
             custom_host,
             request_timeout,
-            aws_region
+            aws_region,
+            azure_entra_tenant_id,
+            azure_entra_client_id,
+            azure_entra_client_secret,
+            azure_entra_scope,
+            azure_managed_client_id,
+            azure_workload_client_id
         );
     }
 }

@@ -13,7 +13,13 @@ use super::provider::{
     BEDROCK_DEFAULT_REGION,
 };
 use super::url::{is_dns_label, BaseUrl};
-use super::{auth_for, push_query, Plan, RouteError, RouteId, Router, AUTHORIZATION, X_API_KEY};
+use super::{
+    auth_for, default_scope, push_query, Plan, RouteError, RouteId, Router, UpstreamAuth,
+    AUTHORIZATION, X_API_KEY,
+};
+use crate::credentials::spec::{KeyParts, TokenSpec};
+use crate::credentials::AuthMode;
+use crate::secret::Secret;
 
 const PROVIDER: &str = "x-portkey-provider";
 const CONFIG: &str = "x-portkey-config";
@@ -28,6 +34,12 @@ const AZURE_AD_TOKEN: &str = "x-portkey-azure-ad-token";
 const AZURE_AUTH_MODE: &str = "x-portkey-azure-auth-mode";
 const AWS_REGION: &str = "x-portkey-aws-region";
 const AWS_ACCESS_KEY_ID: &str = "x-portkey-aws-access-key-id";
+const ENTRA_TENANT: &str = "x-portkey-azure-entra-tenant-id";
+const ENTRA_CLIENT: &str = "x-portkey-azure-entra-client-id";
+const ENTRA_SECRET: &str = "x-portkey-azure-entra-client-secret";
+const ENTRA_SCOPE: &str = "x-portkey-azure-entra-scope";
+const MANAGED_CLIENT: &str = "x-portkey-azure-managed-client-id";
+const WORKLOAD_CLIENT: &str = "x-portkey-azure-workload-client-id";
 
 /// Longest `x-portkey-request-timeout` accepted: one hour.
 const MAX_REQUEST_TIMEOUT_MS: u64 = 3_600_000;
@@ -89,7 +101,7 @@ pub(super) fn plan(
 
     let (host, host_header) = concrete_host(provider, base, pr, custom_base.is_some(), h, &cfg)?;
     let path = upstream_path(provider, base, pr, op, query, h, &cfg)?;
-    let auth = upstream_auth(provider, pr, op, h, &cfg)?;
+    let auth = upstream_auth(router, provider, pr, op, &host, h, &cfg)?;
     let read_timeout = request_timeout(h, cfg.request_timeout)?;
     Ok(Plan {
         provider,
@@ -99,9 +111,7 @@ pub(super) fn plan(
         port: base.port,
         host_header,
         path,
-        add_anthropic_version: auth
-            .as_ref()
-            .is_some_and(|a| a.name == X_API_KEY && provider == Provider::Anthropic),
+        add_anthropic_version: matches!(&auth, Some(UpstreamAuth::Static(a)) if a.name == X_API_KEY && provider == Provider::Anthropic),
         auth,
         check_resolved_ips,
         read_timeout,
@@ -286,61 +296,213 @@ fn api_version<'a>(
 }
 
 fn upstream_auth(
+    router: &Router,
     provider: Provider,
     pr: &super::ProviderRuntime,
     op: &str,
+    host: &str,
     h: &HeaderMap,
     cfg: &PortkeyConfig,
-) -> Result<Option<super::AuthHeader>, RouteError> {
+) -> Result<Option<UpstreamAuth>, RouteError> {
     let style = provider.auth_style();
     if style == AuthStyle::None {
         return Ok(None);
     }
     let native = !op.starts_with("chat/completions");
     if provider.is_azure() {
-        match field(h, AZURE_AUTH_MODE, cfg.azure_auth_mode.as_deref())? {
-            None | Some("apiKey") => {}
-            Some("entra" | "managed" | "workload" | "entraFederated") => {
-                return Err(RouteError::Unsupported {
-                    header: "x-portkey-azure-auth-mode",
-                    what: "this auth mode is not available in this build of keyway",
-                })
-            }
-            Some(_) => {
-                return Err(bad(
-                    "x-portkey-azure-auth-mode",
-                    "must be one of apiKey, entra, managed, workload, entraFederated",
-                ))
-            }
-        }
-        if let Some(token) = field(h, AZURE_AD_TOKEN, cfg.azure_ad_token.as_deref())? {
-            let token = strip_bearer(token).unwrap_or(token);
-            let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                bad(
-                    "x-portkey-azure-ad-token",
-                    "has characters not allowed in a header",
-                )
-            })?;
-            value.set_sensitive(true);
-            return Ok(Some(super::AuthHeader {
-                name: AUTHORIZATION,
-                value,
-            }));
+        if let Some(auth) = azure_auth(router, host, h, cfg)? {
+            return Ok(Some(auth));
         }
     }
     let client_key = match cfg.api_key.as_deref().filter(|k| !k.is_empty()) {
         Some(k) => Some(("x-portkey-config", k)),
         None => client_key(h, style)?,
     };
-    match client_key {
+    let header = match client_key {
         Some((from, key)) => auth_for(provider, key, native)
-            .map_err(|_| bad(from, "has characters not allowed in a header")),
+            .map_err(|_| bad(from, "has characters not allowed in a header"))?,
         None => match &pr.default_key {
             Some(key) => auth_for(provider, key.expose(), native)
-                .map_err(|_| RouteError::MissingKey(provider)),
-            None => Err(RouteError::MissingKey(provider)),
+                .map_err(|_| RouteError::MissingKey(provider))?,
+            None => return Err(RouteError::MissingKey(provider)),
         },
+    };
+    Ok(header.map(UpstreamAuth::Static))
+}
+
+/// Azure's auth modes other than a plain API key: a caller-supplied Entra token, or a token
+/// keyway fetches and caches. `None` means "use an API key".
+fn azure_auth(
+    router: &Router,
+    host: &str,
+    h: &HeaderMap,
+    cfg: &PortkeyConfig,
+) -> Result<Option<UpstreamAuth>, RouteError> {
+    if let Some(token) = field(h, AZURE_AD_TOKEN, cfg.azure_ad_token.as_deref())? {
+        let token = strip_bearer(token).unwrap_or(token);
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| bad(AZURE_AD_TOKEN, "has characters not allowed in a header"))?;
+        value.set_sensitive(true);
+        return Ok(Some(UpstreamAuth::Static(super::AuthHeader {
+            name: AUTHORIZATION,
+            value,
+        })));
     }
+    let mode = match field(h, AZURE_AUTH_MODE, cfg.azure_auth_mode.as_deref())? {
+        None => return Ok(None),
+        Some(m) => AuthMode::parse(m).ok_or_else(|| {
+            bad(
+                AZURE_AUTH_MODE,
+                "must be one of apiKey, entra, managed, workload, entraFederated",
+            )
+        })?,
+    };
+    if mode == AuthMode::ApiKey {
+        return Ok(None);
+    }
+    let fields = token_fields(router, mode, host, h, cfg)?;
+    let parts = fields.parts(mode);
+    if let Some(slot) = router.tokens.get(&parts.key()) {
+        return Ok(Some(UpstreamAuth::Token(slot)));
+    }
+    let spec = fields.spec(mode);
+    router
+        .tokens
+        .slot(&spec, None, || router.identity.source(&spec))
+        .map(|slot| Some(UpstreamAuth::Token(slot)))
+        .ok_or(RouteError::TokenCacheFull)
+}
+
+/// A token credential's fields as the request states them, borrowed.
+struct TokenFields<'a> {
+    tenant: &'a str,
+    client: &'a str,
+    scope: &'a str,
+    secret: &'a str,
+    token_file: Option<&'a std::path::Path>,
+}
+
+impl<'a> TokenFields<'a> {
+    fn parts(&self, mode: AuthMode) -> KeyParts<'a> {
+        let extra: &'a [u8] = match mode {
+            AuthMode::Entra => self.secret.as_bytes(),
+            AuthMode::Workload => self
+                .token_file
+                .map_or(b"", |p| p.as_os_str().as_encoded_bytes()),
+            _ => b"",
+        };
+        KeyParts {
+            mode,
+            tenant: self.tenant,
+            client: self.client,
+            scope: self.scope,
+            extra,
+        }
+    }
+
+    fn spec(&self, mode: AuthMode) -> TokenSpec {
+        let (tenant, client_id, scope) = (
+            self.tenant.to_owned(),
+            self.client.to_owned(),
+            self.scope.to_owned(),
+        );
+        match mode {
+            AuthMode::Managed => TokenSpec::Managed {
+                client_id: (!client_id.is_empty()).then_some(client_id),
+                scope,
+            },
+            AuthMode::Workload => TokenSpec::Workload {
+                tenant,
+                client_id,
+                token_file: self.token_file.map(Into::into).unwrap_or_default(),
+                scope,
+            },
+            AuthMode::EntraFederated => TokenSpec::Federated {
+                tenant,
+                client_id,
+                scope,
+            },
+            AuthMode::Entra | AuthMode::ApiKey => TokenSpec::Entra {
+                tenant,
+                client_id,
+                secret: Secret::new(self.secret),
+                scope,
+            },
+        }
+    }
+}
+
+fn token_fields<'a>(
+    router: &'a Router,
+    mode: AuthMode,
+    host: &str,
+    h: &'a HeaderMap,
+    cfg: &'a PortkeyConfig,
+) -> Result<TokenFields<'a>, RouteError> {
+    let required = |name: &'static str, v: Option<&'a str>| {
+        v.ok_or(RouteError::MissingAuthField {
+            header: name,
+            mode: mode.as_str(),
+        })
+    };
+    let ambient = matches!(
+        mode,
+        AuthMode::Managed | AuthMode::Workload | AuthMode::EntraFederated
+    );
+    if ambient && !router.ambient_from_headers {
+        return Err(RouteError::Unsupported {
+            header: "x-portkey-azure-auth-mode",
+            what: "this gateway does not let requests select its own identities (azure.ambient_identity_from_headers = false)",
+        });
+    }
+    let scope =
+        field(h, ENTRA_SCOPE, cfg.azure_entra_scope.as_deref())?.unwrap_or(default_scope(host));
+    let tenant = field(h, ENTRA_TENANT, cfg.azure_entra_tenant_id.as_deref())?;
+    let client = field(h, ENTRA_CLIENT, cfg.azure_entra_client_id.as_deref())?;
+    let w = &router.identity_defaults;
+    let mut f = TokenFields {
+        tenant: "",
+        client: "",
+        scope,
+        secret: "",
+        token_file: None,
+    };
+    match mode {
+        AuthMode::ApiKey => {}
+        AuthMode::Entra => {
+            f.tenant = required(ENTRA_TENANT, tenant)?;
+            f.client = required(ENTRA_CLIENT, client)?;
+            f.secret = required(
+                ENTRA_SECRET,
+                field(h, ENTRA_SECRET, cfg.azure_entra_client_secret.as_deref())?,
+            )?;
+        }
+        AuthMode::Managed => {
+            f.client =
+                field(h, MANAGED_CLIENT, cfg.azure_managed_client_id.as_deref())?.unwrap_or("");
+        }
+        AuthMode::Workload => {
+            f.tenant = required("AZURE_TENANT_ID", tenant.or(w.tenant.as_deref()))?;
+            f.client = required(
+                WORKLOAD_CLIENT,
+                field(h, WORKLOAD_CLIENT, cfg.azure_workload_client_id.as_deref())?
+                    .or(w.client_id.as_deref()),
+            )?;
+            f.token_file = Some(
+                w.token_file
+                    .as_deref()
+                    .ok_or(RouteError::MissingAuthField {
+                        header: "AZURE_FEDERATED_TOKEN_FILE",
+                        mode: mode.as_str(),
+                    })?,
+            );
+        }
+        AuthMode::EntraFederated => {
+            f.tenant = required(ENTRA_TENANT, tenant)?;
+            f.client = required(ENTRA_CLIENT, client)?;
+        }
+    }
+    Ok(f)
 }
 
 /// The provider key a client sent: `x-portkey-api-key` wins over `Authorization: Bearer` (the

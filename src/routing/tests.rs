@@ -4,11 +4,21 @@
 use http::{HeaderMap, HeaderValue, Uri};
 
 use super::*;
+use crate::cache::tokens::TokenCache;
 use crate::config;
 use crate::env::Env;
 
 fn router(toml: &str) -> Router {
-    Router::new(&config::from_str(toml, &Env::default()).unwrap()).unwrap()
+    let c = config::from_str(toml, &Env::default()).unwrap();
+    let tokens = Arc::new(TokenCache::new(16, std::time::Duration::from_secs(60)));
+    let identity = IdentityContext::new(
+        "http://127.0.0.1:9".into(),
+        "http://127.0.0.1:9".into(),
+        None,
+        None,
+        None,
+    );
+    Router::new(&c, tokens, identity).unwrap()
 }
 
 fn plan(r: &Router, path: &str, headers: &[(&'static str, &str)]) -> Result<Plan, RouteError> {
@@ -104,7 +114,7 @@ fn azure_urls_fill_resource_deployment_and_version() {
         target(&p, ""),
         "https://myres.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21&foo=1"
     );
-    assert_eq!(p.auth.as_ref().unwrap().name, API_KEY);
+    assert!(matches!(&p.auth, Some(UpstreamAuth::Static(a)) if a.name == API_KEY));
     let p = az(&[("x-portkey-azure-api-version", "v1")]);
     assert_eq!(
         target(&p, ""),
@@ -119,7 +129,9 @@ fn azure_urls_fill_resource_deployment_and_version() {
         ("x-portkey-azure-deployment-id", "d"),
         ("x-portkey-azure-ad-token", "Bearer eyJ.tok"),
     ]);
-    let auth = p.auth.unwrap();
+    let Some(UpstreamAuth::Static(auth)) = p.auth else {
+        panic!("static auth expected")
+    };
     assert_eq!(
         (auth.name, auth.value.to_str().unwrap()),
         (AUTHORIZATION, "Bearer eyJ.tok")
@@ -160,7 +172,7 @@ fn config_defaults_apply_and_headers_win() {
         target(&p, ""),
         "https://r.openai.azure.com/openai/deployments/e/embeddings?api-version=2025-04-01-preview"
     );
-    assert_eq!(p.auth.unwrap().value, "cfg");
+    assert!(matches!(&p.auth, Some(UpstreamAuth::Static(a)) if a.value == "cfg"));
     let p = plan(
         &r,
         "/v1/embeddings",
@@ -292,4 +304,98 @@ fn query_rewrite_drops_only_what_keyway_sets() {
     let mut s = String::from("/p");
     push_query(&mut s, Some(""), None);
     assert_eq!(s, "/p");
+}
+
+fn token_slot(p: &Plan) -> Arc<crate::cache::tokens::TokenSlot> {
+    match &p.auth {
+        Some(UpstreamAuth::Token(slot)) => slot.clone(),
+        other => panic!("token auth expected, got {other:?}"),
+    }
+}
+
+#[test]
+fn azure_auth_modes_from_headers_share_slots_by_credential() {
+    let r = router("");
+    let entra = |secret: &str| {
+        plan(
+            &r,
+            "/v1/chat/completions",
+            &[
+                ("x-portkey-provider", "azure-openai"),
+                ("x-portkey-azure-resource-name", "res"),
+                ("x-portkey-azure-deployment-id", "d"),
+                ("x-portkey-azure-auth-mode", "entra"),
+                ("x-portkey-azure-entra-tenant-id", "t1"),
+                ("x-portkey-azure-entra-client-id", "c1"),
+                ("x-portkey-azure-entra-client-secret", secret),
+            ],
+        )
+        .unwrap()
+    };
+    let a = token_slot(&entra("s1"));
+    assert!(
+        Arc::ptr_eq(&a, &token_slot(&entra("s1"))),
+        "same credential, same slot"
+    );
+    assert!(
+        !Arc::ptr_eq(&a, &token_slot(&entra("s2"))),
+        "another secret never shares a token"
+    );
+    assert_eq!(a.mode, crate::credentials::AuthMode::Entra);
+
+    let e = plan(
+        &r,
+        "/v1/chat/completions",
+        &[
+            ("x-portkey-provider", "azure-openai"),
+            ("x-portkey-azure-resource-name", "res"),
+            ("x-portkey-azure-deployment-id", "d"),
+            ("x-portkey-azure-auth-mode", "entra"),
+            ("x-portkey-azure-entra-tenant-id", "t1"),
+            ("x-portkey-azure-entra-client-id", "c1"),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        RouteError::MissingAuthField {
+            header: "x-portkey-azure-entra-client-secret",
+            mode: "entra"
+        }
+    );
+
+    let m = plan(&r, "/v1/chat/completions", &[
+        ("x-portkey-config", r#"{"provider":"azure-ai","resourceName":"proj","azureAuthMode":"managed","azureManagedClientId":"u1"}"#),
+    ])
+    .unwrap();
+    assert_eq!(token_slot(&m).mode, crate::credentials::AuthMode::Managed);
+}
+
+#[test]
+fn ambient_identities_can_be_closed_to_headers() {
+    let r = router("[azure]\nambient_identity_from_headers = false\n");
+    let e = plan(
+        &r,
+        "/v1/chat/completions",
+        &[
+            ("x-portkey-provider", "azure-openai"),
+            ("x-portkey-azure-resource-name", "res"),
+            ("x-portkey-azure-deployment-id", "d"),
+            ("x-portkey-azure-auth-mode", "managed"),
+        ],
+    )
+    .unwrap_err();
+    assert!(matches!(e, RouteError::Unsupported { .. }), "{e:?}");
+}
+
+#[test]
+fn foundry_hosts_default_to_their_own_scope() {
+    assert_eq!(
+        default_scope("proj.services.ai.azure.com"),
+        crate::credentials::AI_FOUNDRY_SCOPE
+    );
+    assert_eq!(
+        default_scope("res.openai.azure.com"),
+        crate::credentials::COGNITIVE_SCOPE
+    );
 }

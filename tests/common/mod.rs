@@ -2,6 +2,8 @@
 //! 127.0.0.1 that records every request it receives so tests assert exactly what keyway sent.
 #![allow(dead_code)]
 
+pub mod identity;
+
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::TcpListener as StdListener;
@@ -232,15 +234,21 @@ impl Keyway {
     }
 
     pub async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Keyway {
+        Self::start_opts(config, env, "/readyz").await
+    }
+
+    /// Starts keyway and waits until `wait_path` on the metrics port answers 200 (`/healthz`
+    /// for a keyway that is expected never to become ready).
+    pub async fn start_opts(config: &str, env: &[(&str, &str)], wait_path: &str) -> Keyway {
         for _attempt in 0..3 {
-            if let Some(k) = Self::try_start(config, env).await {
+            if let Some(k) = Self::try_start(config, env, wait_path).await {
                 return k;
             }
         }
-        panic!("keyway did not become ready in three attempts");
+        panic!("keyway did not answer {wait_path} in three attempts");
     }
 
-    async fn try_start(config: &str, env: &[(&str, &str)]) -> Option<Keyway> {
+    async fn try_start(config: &str, env: &[(&str, &str)], wait_path: &str) -> Option<Keyway> {
         let (port, metrics_port) = (free_port(), free_port());
         let dir = log_dir();
         let cfg_path = dir.join(format!("cfg-{port}.toml"));
@@ -256,6 +264,9 @@ impl Keyway {
             .arg(&cfg_path)
             .env("RUST_LOG", "debug")
             .env_remove("TRUSTED_CUSTOM_HOSTS")
+            .env_remove("AZURE_AUTHORITY_HOST")
+            .env_remove("IDENTITY_ENDPOINT")
+            .env_remove("IDENTITY_HEADER")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -274,7 +285,7 @@ impl Keyway {
                 eprintln!("keyway exited early ({status}): {}", k.log_text());
                 return None;
             }
-            let url = format!("http://127.0.0.1:{metrics_port}/readyz");
+            let url = format!("http://127.0.0.1:{metrics_port}{wait_path}");
             if let Ok(r) = client.get(url).send().await {
                 if r.status() == 200 {
                     return Some(k);
@@ -312,6 +323,19 @@ impl Drop for Keyway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Records a secret a test handed to keyway, for the suite-wide log scan (tests/run.sh), and
+/// returns it.
+pub fn secret(value: &str) -> String {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_dir().join("secrets.txt"))
+        .unwrap();
+    writeln!(f, "{value}").unwrap();
+    value.to_owned()
 }
 
 /// Asserts a keyway error response: status and `{"status":"failure","message":…}` containing `needle`.
