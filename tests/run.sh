@@ -23,5 +23,8 @@ cargo test --release --locked
 
 echo "== interop (OpenAI and Portkey SDKs against the built binary)"
 cargo build --release --locked --bin keyway
+# The last interop test scans every keyway log of this run (Rust and interop) for every secret
+# the tests handed to keyway.
 KEYWAY_BIN="$CARGO_TARGET_DIR/release/keyway" \
+KEYWAY_LOG_DIRS="$CARGO_TARGET_DIR/tmp/keyway-logs" \
     "$cache/venv/bin/python" -m pytest tests/interop -q -p no:cacheprovider

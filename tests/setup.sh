@@ -85,5 +85,10 @@ else
     echo "$stamp_val" > "$stamp"
 fi
 
-"$venv/bin/python" -c 'import openai, portkey_ai, pytest' || die "venv is missing a package"
+"$venv/bin/python" -c 'import openai, portkey_ai, pytest, boto3, jwt, moto, ministack' \
+    || die "venv is missing a package"
+# The AWS emulators the entraFederated interop tests start (tests/interop/aws_servers.py).
+for tool in ministack moto_server; do
+    [ -x "$venv/bin/$tool" ] || die "venv is missing the $tool command"
+done
 say "ok (run interop tests: $venv/bin/python -m pytest tests/interop -q)"

@@ -1,8 +1,10 @@
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 import urllib.request
@@ -14,6 +16,7 @@ import pytest
 pytest.register_assert_rewrite("sdk_helpers")
 
 from fake_upstream import FakeUpstream  # noqa: E402
+from secret_scan import SecretRegistry  # noqa: E402
 
 START_TIMEOUT_S = 20
 START_ATTEMPTS = 3
@@ -25,7 +28,18 @@ SCRUBBED_ENV = [
     "OPENAI_API_VERSION", "PORTKEY_API_KEY", "PORTKEY_BASE_URL", "PORTKEY_PROXY",
     "TRUSTED_CUSTOM_HOSTS", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
     "http_proxy", "https_proxy", "all_proxy",
+    # The AWS and Azure credential chains keyway runs for entraFederated, workload and managed.
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_STS", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_EC2_METADATA_DISABLED",
+    "AZURE_AUTHORITY_HOST", "AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST", "IDENTITY_ENDPOINT", "IDENTITY_HEADER",
 ]
+# Config keys whose values are secrets: registered for the end-of-run log scan.
+SECRET_CONFIG_KEYS = {"key", "api_key", "client_secret"}
 
 
 def keyway_bin():
@@ -59,6 +73,36 @@ def clean_env(monkeypatch):
     for name in SCRUBBED_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "*")
+
+
+@pytest.fixture(scope="session")
+def keyway_log_dir(tmp_path_factory):
+    """Where every keyway of the session writes its stderr (`*.log`), beside `secrets.txt`;
+    test_zz_secret_scan.py scans it last. With KEYWAY_INTEROP_LOG_DIR set, a fresh directory
+    under it (kept after the run), else one under pytest's temporary directory."""
+    if os.environ.get("KEYWAY_INTEROP_LOG_DIR"):
+        parent = Path(os.environ["KEYWAY_INTEROP_LOG_DIR"])
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="interop-", dir=parent))
+    return tmp_path_factory.mktemp("keyway-logs")
+
+
+@pytest.fixture(scope="session")
+def secrets_registry(keyway_log_dir):
+    """`.add(secret)`: every secret a test uses, for the end-of-run log scan."""
+    return SecretRegistry(keyway_log_dir, os.environ.get("KEYWAY_SECRETS_FILE"))
+
+
+def _config_secrets(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in SECRET_CONFIG_KEYS and isinstance(v, str) and v:
+                yield v
+            else:
+                yield from _config_secrets(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _config_secrets(v)
 
 
 @pytest.fixture
@@ -104,12 +148,15 @@ def _wait_ready(proc, kw):
 
 
 @pytest.fixture
-def start_keyway(tmp_path, request):
-    """Returns start(config_body) -> Keyway; config_body is TOML without the listen keys."""
+def start_keyway(tmp_path, request, keyway_log_dir, secrets_registry):
+    """Returns start(config_body, env=None) -> Keyway; config_body is TOML without the listen
+    keys, env extra environment variables for keyway. Secret values in the config are
+    registered for the log scan; the stderr log goes to the session's log directory."""
     binary = keyway_bin()
     started = []
+    log_stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{request.node.path.stem}-{request.node.name}")
 
-    def start(config_body):
+    def start(config_body, env=None):
         if not binary.is_file():
             pytest.fail(f"keyway binary not found at {binary} (build it, or set KEYWAY_BIN)")
         for attempt in range(1, START_ATTEMPTS + 1):
@@ -119,15 +166,17 @@ def start_keyway(tmp_path, request):
                 f'metrics_listen = "127.0.0.1:{metrics_port}"\n'
                 f"threads = 1\n{config_body}"
             )
-            tomllib.loads(config)  # a typo in a test's TOML should not look like a keyway bug
+            # A typo in a test's TOML should not look like a keyway bug.
+            for secret in _config_secrets(tomllib.loads(config)):
+                secrets_registry.add(secret)
             cfg = tmp_path / f"keyway-{attempt}.toml"
             cfg.write_text(config)
-            log = tmp_path / f"keyway-{attempt}.stderr"
-            env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")}
+            log = keyway_log_dir / f"keyway-{log_stem}-{len(started)}.log"
+            proc_env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info"), **(env or {})}
             with open(log, "wb") as out:
                 proc = subprocess.Popen(
                     [str(binary), "--config", str(cfg)],
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=proc_env,
                 )
             kw = Keyway(proc, port, metrics_port, log)
             started.append(kw)

@@ -1,0 +1,680 @@
+#!/usr/bin/env bash
+# keyway load test: compares the same small chat-completion POST sent
+#   direct  - straight to a fixed nginx upstream,
+#   keyway  - through keyway (1 proxy thread),
+#   nginx   - through a one-worker nginx reverse proxy that injects the key,
+# in interleaved rounds (A B C A B C ...). Two phases:
+#   throughput - wrk flat out: medians of req/s, p50/p99 latency, requests
+#                per proxy-CPU-second, plus keyway's RSS;
+#   latency    - a fixed offered load well below saturation (chat_paced.lua:
+#                each connection waits a think time before every request):
+#                medians of achieved req/s, p50/p90/p99, and the p99 the
+#                proxy adds over the direct run of the same round. Flat out,
+#                wrk, the upstream and the proxy fight over the same cores,
+#                so p99 there is mostly queueing, not the proxy's own cost.
+#
+# Usage: loadtest/run.sh            (from anywhere; needs nginx, wrk, curl)
+# Env:   PHASES="throughput latency" (either or both; always run in that order)
+#        ROUNDS=3 DURATION=10        (throughput phase)
+#        LAT_ROUNDS=3 LAT_DURATION=10 PACE_MS=10 (latency phase; PACE_MS is
+#                                     the mean think time per request)
+#        CONNECTIONS=32 WARMUP=1
+#        TARGETS="direct keyway nginx"   (order = order within a round)
+#        KEYWAY_BIN=...  (default ${CARGO_TARGET_DIR:-~/.cache/keyway/target}/release/keyway;
+#                         built with cargo when missing, unless NO_BUILD=1)
+#        KEYWAY_RUST_LOG=warn  OUT=loadtest/results/latest.md  NGINX_BIN=nginx
+#
+# Adding a keyway variant (e.g. gateway key, JWT): write a config template
+# next to keyway.toml.in, add a `setup_target_<name>` function that calls
+# `start_keyway <name> <template> [wrk header...]`, and put <name> in TARGETS.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+
+PHASES=${PHASES:-"throughput latency"}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+LAT_ROUNDS=${LAT_ROUNDS:-3}
+LAT_DURATION=${LAT_DURATION:-10}
+PACE_MS=${PACE_MS:-10}
+CONNECTIONS=${CONNECTIONS:-32}
+WARMUP=${WARMUP:-1}
+TARGETS=${TARGETS:-"direct keyway nginx"}
+OUT=${OUT:-$HERE/results/latest.md}
+KEYWAY_RUST_LOG=${KEYWAY_RUST_LOG:-warn}
+NGINX_BIN=${NGINX_BIN:-}
+API_KEY=sk-loadtest
+LUA=$HERE/chat.lua
+LUA_PACED=$HERE/chat_paced.lua
+RUN_THROUGHPUT="" # non-empty when PHASES has throughput
+RUN_LATENCY=""    # non-empty when PHASES has latency
+
+# Target registry, filled by the setup_target_* functions.
+declare -A T_LABEL=()  # name -> row label
+declare -A T_KIND=()   # name -> direct | proxy | keyway
+declare -A T_URL=()    # name -> URL wrk hits
+declare -A T_PID=()    # name -> pid whose CPU is charged to the target (empty: none)
+declare -A T_HDRS=()   # name -> extra request headers, one per line
+declare -A T_LOG=()    # name -> log file to show when something fails
+declare -A RSS_IDLE=() # keyway target -> idle VmRSS (KiB)
+declare -A RSS_MAX=()  # keyway target -> max VmRSS seen under load (KiB)
+
+STOP_LIST=()   # "pid:signal" for every process we started, in start order
+USED_PORTS=" "
+SAMPLER_PID="" # background RSS sampler of the current keyway round
+WRK_PID=""     # the wrk (under timeout) currently running
+WORK=""
+UPSTREAM_PORT=""
+
+log() { printf '[loadtest] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# --- process bookkeeping -----------------------------------------------------
+
+alive() { kill -0 "$1" 2>/dev/null; }
+
+# Stop everything we started, newest first. A polite signal first, then
+# SIGKILL after a bounded wait: keyway's graceful SIGTERM drain can take
+# minutes, and a load test has nothing worth draining.
+cleanup() {
+    local rc=$? i entry pid sig n
+    trap - EXIT INT TERM
+    for pid in $WRK_PID $SAMPLER_PID; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    for ((i = ${#STOP_LIST[@]} - 1; i >= 0; i--)); do
+        entry=${STOP_LIST[i]}
+        pid=${entry%%:*} sig=${entry#*:}
+        alive "$pid" || continue
+        kill -s "$sig" "$pid" 2>/dev/null || true
+        n=0
+        while alive "$pid" && ((n++ < 50)); do sleep 0.1; done
+        if alive "$pid"; then
+            log "pid $pid ignored SIG$sig; killing it"
+            kill -s KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ -n $WORK && -d $WORK ]]; then
+        if [[ $rc -ne 0 && -n ${KEEP_WORK_ON_FAIL:-} ]]; then
+            log "keeping $WORK for inspection"
+        else
+            rm -rf "$WORK"
+        fi
+    fi
+    exit "$rc"
+}
+
+track() { STOP_LIST+=("$1:$2"); }
+
+# Show the tail of a log when a component misbehaves.
+show_log() {
+    [[ -f $1 ]] || return 0
+    log "--- last lines of $1 ---"
+    tail -n 20 "$1" >&2 || true
+}
+
+# --- small helpers -----------------------------------------------------------
+
+require_uint() {
+    [[ ${!1} =~ ^[0-9]+$ && ${!1} -ge $2 ]] || die "$1 must be an integer >= $2 (got '${!1}')"
+}
+
+# free_port VAR: a port on 127.0.0.1 nobody listens on, outside the ephemeral
+# range when possible, so wrk's own client sockets cannot collide with it.
+free_port() {
+    local var=$1 eph_lo eph_hi lo hi p i
+    read -r eph_lo eph_hi </proc/sys/net/ipv4/ip_local_port_range
+    if ((eph_lo > 11000)); then
+        lo=10000 hi=$((eph_lo - 1))
+    elif ((eph_hi < 64000)); then
+        lo=$((eph_hi + 1)) hi=65535
+    else
+        lo=10000 hi=65535
+    fi
+    for ((i = 0; i < 200; i++)); do
+        p=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo + 1)))
+        [[ $USED_PORTS == *" $p "* ]] && continue
+        if command -v ss >/dev/null; then
+            [[ -z $(ss -Htln "sport = :$p" 2>/dev/null) ]] || continue
+        else
+            # No ss: a refused connect means nobody listens there.
+            (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
+        fi
+        USED_PORTS+="$p "
+        printf -v "$var" '%s' "$p"
+        return 0
+    done
+    die "no free port found on 127.0.0.1"
+}
+
+# render SRC DST KEY=VALUE...: copy a template, replacing @KEY@ with VALUE.
+render() {
+    local src=$1 dst=$2 kv args=()
+    shift 2
+    for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
+    sed "${args[@]}" "$src" >"$dst"
+    ! grep -n '@[A-Z_]*@' "$dst" >/dev/null || die "unfilled placeholder in $dst: $(grep -o '@[A-Z_]*@' "$dst" | head -1)"
+}
+
+# cpu_ticks PID: user+system clock ticks of the whole process (all threads).
+# The comm field may contain spaces, so split after the last ')'.
+cpu_ticks() {
+    local stat rest f
+    stat=$(<"/proc/$1/stat") || die "process $1 is gone"
+    rest=${stat##*) }
+    read -ra f <<<"$rest"
+    echo $((f[11] + f[12])) # fields 14 (utime) and 15 (stime)
+}
+
+rss_kib() {
+    awk '/^VmRSS:/ { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+# wait_http URL WHAT PID: bounded wait until URL answers any HTTP status.
+wait_http() {
+    local url=$1 what=$2 pid=$3 i code
+    for ((i = 0; i < 100; i++)); do
+        alive "$pid" || die "$what exited during start-up"
+        code=$(curl -s -o /dev/null -m 1 -w '%{http_code}' "$url" 2>/dev/null || true)
+        [[ $code =~ ^[1-5][0-9][0-9]$ ]] && return 0
+        sleep 0.2
+    done
+    die "$what did not answer on $url within 20 s"
+}
+
+# --- components --------------------------------------------------------------
+
+# start_nginx NAME TEMPLATE PORT [KEY=VALUE...]: run one nginx (master + one
+# worker) in its own prefix; sets NGINX_WORKER_PID, the process doing the work.
+start_nginx() {
+    local name=$1 tmpl=$2 port=$3 prefix master i pid ppid stat rest f
+    shift 3
+    prefix=$WORK/$name
+    mkdir -p "$prefix"
+    render "$tmpl" "$prefix/nginx.conf" PREFIX="$prefix" PORT="$port" API_KEY="$API_KEY" \
+        WORKER_CONNECTIONS=$((CONNECTIONS * 4 > 1024 ? CONNECTIONS * 4 : 1024)) "$@"
+    # -e: the start-up error log, before the config's error_log takes over.
+    "$NGINX_BIN" -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log" \
+        </dev/null >"$prefix/stdout.log" 2>&1 &
+    master=$!
+    track "$master" TERM
+    wait_http "http://127.0.0.1:$port/" "nginx $name" "$master"
+    NGINX_WORKER_PID=""
+    for ((i = 0; i < 50; i++)); do
+        for stat in /proc/[0-9]*/stat; do
+            pid=${stat#/proc/} pid=${pid%/stat}
+            { read -r rest <"$stat"; } 2>/dev/null || continue
+            rest=${rest##*) }
+            read -ra f <<<"$rest"
+            ppid=${f[1]}
+            [[ $ppid == "$master" ]] && NGINX_WORKER_PID=$pid && break
+        done
+        [[ -z $NGINX_WORKER_PID ]] || break
+        sleep 0.1
+    done
+    [[ -n $NGINX_WORKER_PID ]] || { show_log "$prefix/error.log"; die "no worker process under nginx $name ($master)"; }
+    # If the master dies before the worker, the worker must still go.
+    track "$NGINX_WORKER_PID" TERM
+    T_LOG[$name]=$prefix/error.log
+    log "nginx $name on 127.0.0.1:$port (master $master, worker $NGINX_WORKER_PID)"
+}
+
+start_upstream() {
+    [[ -z $UPSTREAM_PORT ]] || return 0
+    free_port UPSTREAM_PORT
+    start_nginx upstream "$HERE/nginx-upstream.conf.in" "$UPSTREAM_PORT"
+}
+
+# Locate (or build) the keyway binary once, only if a keyway target is used.
+keyway_bin() {
+    [[ -z ${KEYWAY_RESOLVED:-} ]] || return 0
+    local target_dir=${CARGO_TARGET_DIR:-$HOME/.cache/keyway/target}
+    if [[ -n ${KEYWAY_BIN:-} ]]; then
+        [[ -x $KEYWAY_BIN ]] || die "KEYWAY_BIN=$KEYWAY_BIN is not an executable"
+    else
+        KEYWAY_BIN=$target_dir/release/keyway
+        if [[ ! -x $KEYWAY_BIN ]]; then
+            [[ -z ${NO_BUILD:-} ]] || die "$KEYWAY_BIN missing and NO_BUILD is set"
+            command -v cargo >/dev/null || die "$KEYWAY_BIN missing and no cargo to build it"
+            log "building keyway (release) into $target_dir"
+            (cd "$ROOT" && CARGO_TARGET_DIR=$target_dir OPENSSL_NO_VENDOR=1 cargo build --release) >&2
+            [[ -x $KEYWAY_BIN ]] || die "build finished but $KEYWAY_BIN is missing"
+        fi
+    fi
+    KEYWAY_RESOLVED=1
+}
+
+# start_keyway NAME TEMPLATE [HEADER...]: render TEMPLATE (placeholders
+# LISTEN_PORT, METRICS_PORT, UPSTREAM_PORT, API_KEY), start keyway with one
+# proxy thread, wait for /healthz and register it as target NAME; the
+# HEADERs are sent by wrk with every request.
+start_keyway() {
+    local name=$1 tmpl=$2 listen metrics dir cfg pid i hdr
+    shift 2
+    keyway_bin
+    start_upstream
+    free_port listen
+    free_port metrics
+    dir=$WORK/$name
+    mkdir -p "$dir"
+    cfg=$dir/keyway.toml
+    render "$tmpl" "$cfg" LISTEN_PORT="$listen" METRICS_PORT="$metrics" \
+        UPSTREAM_PORT="$UPSTREAM_PORT" API_KEY="$API_KEY"
+    "$KEYWAY_BIN" --check-config --config "$cfg" >"$dir/check.log" 2>&1 ||
+        { show_log "$dir/check.log"; die "keyway rejected $cfg"; }
+    RUST_LOG=$KEYWAY_RUST_LOG "$KEYWAY_BIN" --config "$cfg" --threads 1 \
+        --listen "127.0.0.1:$listen" --metrics-listen "127.0.0.1:$metrics" \
+        </dev/null >"$dir/keyway.log" 2>&1 &
+    pid=$!
+    # SIGINT is Pingora's fast shutdown (SIGTERM would drain for minutes).
+    track "$pid" INT
+    T_LOG[$name]=$dir/keyway.log
+    for ((i = 0; i < 150; i++)); do
+        alive "$pid" || { show_log "$dir/keyway.log"; die "keyway $name exited during start-up"; }
+        curl -fs -m 1 -o /dev/null "http://127.0.0.1:$metrics/healthz" 2>/dev/null && break
+        sleep 0.2
+    done
+    ((i < 150)) || { show_log "$dir/keyway.log"; die "keyway $name: no /healthz within 30 s"; }
+    hdr=$(printf '%s\n' "$@")
+    register_target "$name" "$name" keyway "http://127.0.0.1:$listen/v1/chat/completions" "$pid" "$hdr"
+    sleep 1 # let start-up allocations settle before the idle sample
+    RSS_IDLE[$name]=$(rss_kib "$pid")
+    RSS_MAX[$name]=0
+    log "keyway $name on 127.0.0.1:$listen (metrics $metrics, pid $pid, idle RSS ${RSS_IDLE[$name]} KiB)"
+}
+
+# register_target NAME LABEL KIND URL CPU_PID HEADERS
+register_target() {
+    T_LABEL[$1]=$2 T_KIND[$1]=$3 T_URL[$1]=$4 T_PID[$1]=$5 T_HDRS[$1]=$6
+}
+
+# --- targets -----------------------------------------------------------------
+
+setup_target_direct() {
+    start_upstream
+    # The upstream insists on the key, so the direct client sends it itself.
+    register_target direct "upstream directly" direct \
+        "http://127.0.0.1:$UPSTREAM_PORT/v1/chat/completions" "" "Authorization: Bearer $API_KEY"
+    T_LOG[direct]=${T_LOG[upstream]}
+}
+
+setup_target_nginx() {
+    local port
+    start_upstream
+    free_port port
+    start_nginx nginx "$HERE/nginx-proxy.conf.in" "$port" UPSTREAM_PORT="$UPSTREAM_PORT"
+    register_target nginx "nginx proxy" proxy \
+        "http://127.0.0.1:$port/v1/chat/completions" "$NGINX_WORKER_PID" ""
+}
+
+setup_target_keyway() {
+    start_keyway keyway "$HERE/keyway.toml.in" "x-portkey-provider: openai"
+}
+
+# --- measuring ---------------------------------------------------------------
+
+# wrk_hdr_args NAME: fills WRK_HDR_ARGS with -H options for the target.
+wrk_hdr_args() {
+    local h
+    WRK_HDR_ARGS=()
+    while IFS= read -r h; do
+        if [[ -n $h ]]; then WRK_HDR_ARGS+=(-H "$h"); fi
+    done <<<"${T_HDRS[$1]}"
+}
+
+# One request per target before measuring: the whole chain must return the
+# canned completion, or the numbers would measure error paths.
+smoke_test() {
+    local t=$1 body code args=() h
+    while IFS= read -r h; do
+        if [[ -n $h ]]; then args+=(-H "$h"); fi
+    done <<<"${T_HDRS[$t]}"
+    body=$WORK/smoke.$t
+    code=$(curl -s -m 5 -o "$body" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+        "${args[@]}" --data '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' \
+        "${T_URL[$t]}" || true)
+    if [[ $code != 200 ]] || ! grep -q '"chat.completion"' "$body"; then
+        log "smoke test for $t: HTTP $code, body: $(head -c 300 "$body" 2>/dev/null)"
+        show_log "${T_LOG[$t]:-}"
+        die "target $t does not return the upstream's completion"
+    fi
+}
+
+# parse_wrk FILE: prints "rps p50_ms p99_ms total_requests errors p90_ms"
+# (p90 last, so callers that predate it read the same fields).
+parse_wrk() {
+    awk '
+        function ms(v) {
+            if (v ~ /us$/) return v / 1000
+            if (v ~ /ms$/) return v + 0
+            if (v ~ /m$/)  return v * 60000
+            if (v ~ /h$/)  return v * 3600000
+            if (v ~ /s$/)  return v * 1000
+            return -1
+        }
+        /^ *50% /                 { p50 = ms($2) }
+        /^ *90% /                 { p90 = ms($2) }
+        /^ *99% /                 { p99 = ms($2) }
+        / requests in /           { total = $1 }
+        /^Requests\/sec:/         { rps = $2 }
+        /^ *Non-2xx or 3xx/       { errors += $NF }
+        /^ *Socket errors:/       { gsub(/,/, ""); errors += $4 + $6 + $8 + $10 }
+        END {
+            if (rps == "" || p50 == "" || p90 == "" || p99 == "" || total == "") exit 1
+            printf "%s %.4f %.4f %d %d %.4f\n", rps, p50, p99, total, errors, p90
+        }' "$1"
+}
+
+# run_wrk NAME SECONDS OUTFILE [SCRIPT]: SCRIPT defaults to the flat-out
+# chat.lua; PACE_MS is only read by chat_paced.lua. wrk runs in the
+# background and we `wait` for it, because bash only runs the INT/TERM traps
+# (cleanup) once a foreground command has finished.
+run_wrk() {
+    wrk_hdr_args "$1"
+    PACE_MS=$PACE_MS timeout $(($2 + 30)) wrk -t1 -c"$CONNECTIONS" -d"$2s" --latency -s "${4:-$LUA}" \
+        "${WRK_HDR_ARGS[@]}" "${T_URL[$1]}" >"$3" 2>&1 &
+    WRK_PID=$!
+    if ! wait "$WRK_PID"; then
+        WRK_PID=""
+        cat "$3" >&2
+        die "wrk failed against $1"
+    fi
+    WRK_PID=""
+}
+
+# measure NAME ROUND: one wrk run; appends a line to $WORK/rounds:
+# name round rps p50 p99 total errors cpu_seconds req_per_cpu_s
+measure() {
+    local t=$1 r=$2 pid=${T_PID[$1]} out=$WORK/wrk.$1.$2 c0=0 c1 cpu=- rpc=- line max
+    local rps p50 p99 total errors
+    if [[ -n $pid ]]; then
+        alive "$pid" || { show_log "${T_LOG[$t]:-}"; die "$t died"; }
+        c0=$(cpu_ticks "$pid")
+    fi
+    if [[ ${T_KIND[$t]} == keyway ]]; then
+        # RSS under load: sample once a second; the loop ends on its own
+        # when wrk does, so nothing is left behind.
+        (for ((i = 0; i < DURATION; i++)); do sleep 1; rss_kib "$pid"; done) >"$WORK/rss.$t.$r" &
+        SAMPLER_PID=$!
+    fi
+    run_wrk "$t" "$DURATION" "$out"
+    if [[ -n $pid ]]; then
+        c1=$(cpu_ticks "$pid")
+        cpu=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", d / hz }')
+    fi
+    if [[ -n $SAMPLER_PID ]]; then
+        wait "$SAMPLER_PID" || true
+        SAMPLER_PID=""
+        rss_kib "$pid" >>"$WORK/rss.$t.$r"
+        max=$(sort -n "$WORK/rss.$t.$r" | tail -n 1)
+        if ((max > RSS_MAX[$t])); then RSS_MAX[$t]=$max; fi
+    fi
+    line=$(parse_wrk "$out") || { cat "$out" >&2; die "could not parse wrk output for $t"; }
+    read -r rps p50 p99 total errors _ <<<"$line"
+    [[ $cpu == - ]] || rpc=$(awk -v n="$total" -v c="$cpu" 'BEGIN { if (c > 0) printf "%.0f", n / c; else print "-" }')
+    ((errors == 0)) || log "WARNING: $t round $r: $errors non-2xx responses or socket errors"
+    echo "$t $r $rps $p50 $p99 $total $errors $cpu $rpc" >>"$WORK/rounds"
+    log "round $r $t: $rps req/s, p50 $p50 ms, p99 $p99 ms, proxy CPU ${cpu} s, req/CPU-s $rpc, errors $errors"
+}
+
+# measure_latency NAME ROUND: one paced wrk run; appends a line to
+# $WORK/lat_rounds:
+# name round rps p50 p90 p99 total errors cpu_seconds cpu_percent
+# The proxy's CPU share shows how close to saturation the offered load is.
+measure_latency() {
+    local t=$1 r=$2 pid=${T_PID[$1]} out=$WORK/lat.$1.$2 c0=0 c1 cpu=- pct=- line
+    local rps p50 p90 p99 total errors
+    if [[ -n $pid ]]; then
+        alive "$pid" || { show_log "${T_LOG[$t]:-}"; die "$t died"; }
+        c0=$(cpu_ticks "$pid")
+    fi
+    run_wrk "$t" "$LAT_DURATION" "$out" "$LUA_PACED"
+    if [[ -n $pid ]]; then
+        c1=$(cpu_ticks "$pid")
+        cpu=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", d / hz }')
+        pct=$(awk -v c="$cpu" -v s="$LAT_DURATION" 'BEGIN { printf "%.1f", 100 * c / s }')
+    fi
+    line=$(parse_wrk "$out") || { cat "$out" >&2; die "could not parse wrk output for $t"; }
+    read -r rps p50 p99 total errors p90 <<<"$line"
+    ((errors == 0)) || log "WARNING: $t latency round $r: $errors non-2xx responses or socket errors"
+    echo "$t $r $rps $p50 $p90 $p99 $total $errors $cpu $pct" >>"$WORK/lat_rounds"
+    log "latency round $r $t: $rps req/s, p50 $p50 ms, p90 $p90 ms, p99 $p99 ms, proxy CPU $pct %, errors $errors"
+}
+
+# --- reporting ---------------------------------------------------------------
+
+# Rounds files: $WORK/rounds (throughput, columns as written by measure)
+# and $WORK/lat_rounds (latency, columns as written by measure_latency).
+
+# median_of FORMAT: median of the numbers on stdin, printf'd; "-" when none.
+median_of() {
+    sort -g | awk -v f="$1" '{ v[NR] = $1 } END {
+        if (NR == 0) { print "-"; exit }
+        printf f "\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# median NAME COLUMN [FILE]: median over rounds of one column of a rounds
+# file ($WORK/rounds by default).
+median() {
+    awk -v t="$1" -v c="$2" '$1 == t && $c != "-" { print $c }' "${3:-$WORK/rounds}" | median_of %s
+}
+
+# added_p99 NAME [FILE COLUMN]: median over rounds of (NAME p99 - direct p99
+# of that round); pairing by round cancels drift between rounds.
+added_p99() {
+    awk -v t="$1" -v c="${3:-5}" '$1 == "direct" { d[$2] = $c } $1 == t { p[$2] = $c }
+        END { for (r in p) if (r in d) print p[r] - d[r] }' "${2:-$WORK/rounds}" | median_of %.3f
+}
+
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+fmt() { # FORMAT VALUE: printf unless the value is missing
+    # shellcheck disable=SC2059 # the format is always one of ours
+    if [[ $2 == - ]]; then echo "—"; else printf "$1" "$2"; fi
+}
+
+report() {
+    local t errs k ratio
+    echo "| target | req/s | p50 ms | p99 ms | req per proxy CPU-s | errors |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    for t in $TARGETS; do
+        errs=$(awk -v t="$t" '$1 == t { s += $7 } END { print s + 0 }' "$WORK/rounds")
+        printf '| %s | %s | %s | %s | %s | %s |\n' "${T_LABEL[$t]}" \
+            "$(fmt %.0f "$(median "$t" 3)")" "$(fmt %.3f "$(median "$t" 4)")" \
+            "$(fmt %.3f "$(median "$t" 5)")" "$(fmt %.0f "$(median "$t" 9)")" "$errs"
+    done
+    echo
+    for t in $TARGETS; do
+        [[ ${T_KIND[$t]} == keyway ]] || continue
+        if [[ -n ${T_KIND[nginx]:-} ]]; then
+            ratio=$(awk -v a="$(median "$t" 9)" -v b="$(median nginx 9)" \
+                'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.2f", a / b; else print "—" }')
+            echo "- $t/nginx ratio of req per proxy CPU-s: $ratio"
+        fi
+    done
+    for t in $TARGETS; do
+        [[ ${T_KIND[$t]} != direct && -n ${T_KIND[direct]:-} ]] || continue
+        echo "- $t p99 added latency (median over rounds of $t p99 − direct p99): $(added_p99 "$t") ms"
+    done
+    for k in $TARGETS; do
+        [[ ${T_KIND[$k]} == keyway ]] || continue
+        echo "- $k RSS: idle $(mib "${RSS_IDLE[$k]}") MiB, under load (max) $(mib "${RSS_MAX[$k]}") MiB"
+    done
+}
+
+# offered_load: one line saying what the latency phase offers. Each
+# connection does think time + response time per request, so the rate
+# actually offered is a bit below the nominal CONNECTIONS * 1000 / PACE_MS.
+offered_load() {
+    local max="no limit (PACE_MS=0)"
+    ((PACE_MS == 0)) || max="≤ $((CONNECTIONS * 1000 / PACE_MS)) req/s"
+    echo "$CONNECTIONS connections, think time uniform 0–$((2 * PACE_MS)) ms (mean $PACE_MS ms) before every request: offered load $max"
+}
+
+lat_report() {
+    local t rf=$WORK/lat_rounds errs added verdict
+    echo "| target | achieved req/s | p50 ms | p90 ms | p99 ms | p99 added ms | proxy CPU % | errors |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    for t in $TARGETS; do
+        errs=$(awk -v t="$t" '$1 == t { s += $8 } END { print s + 0 }' "$rf")
+        added=-
+        if [[ ${T_KIND[$t]} != direct && -n ${T_KIND[direct]:-} ]]; then added=$(added_p99 "$t" "$rf" 6); fi
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "${T_LABEL[$t]}" \
+            "$(fmt %.0f "$(median "$t" 3 "$rf")")" "$(fmt %.3f "$(median "$t" 4 "$rf")")" \
+            "$(fmt %.3f "$(median "$t" 5 "$rf")")" "$(fmt %.3f "$(median "$t" 6 "$rf")")" \
+            "$(fmt %.3f "$added")" "$(fmt %.1f "$(median "$t" 10 "$rf")")" "$errs"
+    done
+    echo
+    echo "- offered: $(offered_load)"
+    for t in $TARGETS; do
+        [[ ${T_KIND[$t]} != direct && -n ${T_KIND[direct]:-} ]] || continue
+        added=$(added_p99 "$t" "$rf" 6)
+        verdict=$(awk -v a="$added" 'BEGIN { if (a == "-") print "—"; else if (a < 1) print "under the 1 ms goal"; else print "NOT under the 1 ms goal" }')
+        echo "- $t p99 added latency at this load (median over rounds of $t p99 − direct p99 of the same round): $(fmt %s "$added") ms — $verdict"
+    done
+}
+
+lat_raw_table() {
+    echo "| target | round | req/s | p50 ms | p90 ms | p99 ms | requests | errors | proxy CPU s | proxy CPU % |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk '{ printf "| %s | %s | %.0f | %.3f | %.3f | %.3f | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }' "$WORK/lat_rounds"
+}
+
+raw_table() {
+    echo "| target | round | req/s | p50 ms | p99 ms | requests | errors | proxy CPU s | req per CPU-s |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk '{ printf "| %s | %s | %.0f | %.3f | %.3f | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }' "$WORK/rounds"
+}
+
+environment() {
+    local rev
+    rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "- host: $(nproc) CPUs, kernel $(uname -r), $(uname -m)"
+    echo "- wrk: $( (wrk -v 2>&1 || true) | head -n 1 | awk '{ print $1, $2 }')"
+    echo "- nginx: $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')"
+    if [[ -n ${KEYWAY_RESOLVED:-} ]]; then
+        echo "- keyway: $KEYWAY_BIN (built $(date -u -r "$KEYWAY_BIN" '+%Y-%m-%d %H:%M UTC'), repo at $rev), RUST_LOG=$KEYWAY_RUST_LOG"
+    fi
+    echo "- run: targets \"$TARGETS\", phases \"$PHASES\", wrk -t1 -c$CONNECTIONS, ${WARMUP} s flat-out warm-up per target, ~$(grep -o "wrk.body = '[^']*'" "$LUA" | sed "s/^wrk.body = '//; s/'\$//" | wc -c) B request body, CLK_TCK $CLK_TCK"
+    if [[ -n $RUN_THROUGHPUT ]]; then
+        echo "- throughput phase: $ROUNDS interleaved rounds × ${DURATION} s, flat out (no think time)"
+    fi
+    if [[ -n $RUN_LATENCY ]]; then
+        echo "- latency phase: $LAT_ROUNDS interleaved rounds × ${LAT_DURATION} s, $(offered_load) ($(basename "$LUA_PACED"))"
+    fi
+    echo "- every process shares the same $(nproc) cores: wrk, the upstream nginx and the proxy; numbers are medians over rounds"
+}
+
+# --- main --------------------------------------------------------------------
+
+main() {
+    local t r p missing=()
+    for p in $PHASES; do
+        case $p in
+            throughput) RUN_THROUGHPUT=1 ;;
+            latency) RUN_LATENCY=1 ;;
+            *) die "unknown phase '$p' in PHASES (known: throughput latency)" ;;
+        esac
+    done
+    [[ -n $RUN_THROUGHPUT$RUN_LATENCY ]] || die "PHASES is empty"
+    require_uint ROUNDS 1
+    require_uint DURATION 1
+    require_uint LAT_ROUNDS 1
+    require_uint LAT_DURATION 1
+    require_uint PACE_MS 0
+    require_uint CONNECTIONS 1
+    require_uint WARMUP 0
+    [[ -n ${TARGETS// /} ]] || die "TARGETS is empty"
+
+    if [[ -z $NGINX_BIN ]]; then
+        NGINX_BIN=$(command -v nginx || true)
+        [[ -n $NGINX_BIN || ! -x /usr/sbin/nginx ]] || NGINX_BIN=/usr/sbin/nginx
+    fi
+    [[ -n $NGINX_BIN ]] || missing+=(nginx-light)
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v curl >/dev/null || missing+=(curl)
+    if ((${#missing[@]})); then
+        log "missing: ${missing[*]}"
+        log "install with: apt-get install -y ${missing[*]}   (or: bash tests/setup.sh, if present)"
+        exit 1
+    fi
+    for t in $TARGETS; do
+        declare -F "setup_target_$t" >/dev/null ||
+            die "unknown target '$t' (known: $(declare -F | awk '$3 ~ /^setup_target_/ { sub(/^setup_target_/, "", $3); printf "%s ", $3 }'))"
+    done
+    CLK_TCK=$(getconf CLK_TCK)
+    # Find or build keyway before starting anything else.
+    if [[ " $TARGETS" == *" keyway"* ]]; then keyway_bin; fi
+
+    trap cleanup EXIT
+    trap 'log "interrupted; stopping everything"; exit 130' INT
+    trap 'log "terminated; stopping everything"; exit 143' TERM
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/keyway-loadtest.XXXXXX")
+    : >"$WORK/rounds"
+    : >"$WORK/lat_rounds"
+
+    for t in $TARGETS; do "setup_target_$t"; done
+    for t in $TARGETS; do smoke_test "$t"; done
+    if ((WARMUP > 0)); then
+        for t in $TARGETS; do run_wrk "$t" "$WARMUP" "$WORK/warmup.$t"; done
+    fi
+
+    if [[ -n $RUN_THROUGHPUT ]]; then
+        for ((r = 1; r <= ROUNDS; r++)); do
+            for t in $TARGETS; do measure "$t" "$r"; done
+        done
+    fi
+    if [[ -n $RUN_LATENCY ]]; then
+        for ((r = 1; r <= LAT_ROUNDS; r++)); do
+            for t in $TARGETS; do measure_latency "$t" "$r"; done
+        done
+    fi
+
+    mkdir -p "$(dirname "$OUT")"
+    {
+        echo "# keyway load test"
+        echo
+        environment
+        summaries "##"
+        if [[ -n $RUN_THROUGHPUT ]]; then
+            echo
+            echo "## Every round: throughput, flat out"
+            echo
+            raw_table
+        fi
+        if [[ -n $RUN_LATENCY ]]; then
+            echo
+            echo "## Every round: latency at a fixed offered load"
+            echo
+            lat_raw_table
+        fi
+    } >"$OUT"
+    summaries "#"
+    echo
+    log "results written to $OUT"
+}
+
+# summaries HEADING_PREFIX: the median tables of the phases that ran.
+summaries() {
+    if [[ -n $RUN_THROUGHPUT ]]; then
+        echo
+        echo "$1 Throughput, flat out (no think time): medians over $ROUNDS rounds"
+        echo
+        report
+    fi
+    if [[ -n $RUN_LATENCY ]]; then
+        echo
+        echo "$1 Latency at a fixed offered load ($(offered_load)): medians over $LAT_ROUNDS rounds"
+        echo
+        lat_report
+    fi
+}
+
+# Sourcing the file (for tests of the helpers) must not start a run.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
+fi
