@@ -10,13 +10,14 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+
+from fake_upstream import LoopbackServer, read_body
 
 READY_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 10
@@ -283,21 +284,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def _read_body(self):
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            body = b""
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return body
-                body += self.rfile.read(size)
-                self.rfile.readline()
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
     def _forward(self):
-        body = self._read_body()
+        body = read_body(self)
         conn = http.client.HTTPConnection("127.0.0.1", self.server.target_port, timeout=30)
         # Headers go through unchanged, Host included: the SigV4 signature covers them.
         conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
@@ -325,21 +313,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = _forward
 
 
-class RecordingProxy(ThreadingHTTPServer):
-    daemon_threads = True
-
+class RecordingProxy(LoopbackServer):
     def __init__(self, target_port, on_exchange=None):
-        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        super().__init__(_ProxyHandler)
         self.target_port = target_port
         self.exchanges = []
         self.on_exchange = on_exchange
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
     def record(self, exchange):
         with self._lock:
@@ -350,11 +329,3 @@ class RecordingProxy(ThreadingHTTPServer):
     def calls(self, action):
         with self._lock:
             return [e for e in self.exchanges if e.action() == action]
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self.shutdown()
-        self.server_close()

@@ -5,17 +5,15 @@ grant_type=client_credentials, client_id, scope, client_assertion, client_assert
 (jwt-bearer), with an assertion the test's `check_assertion` accepts; anything else gets an
 Entra-shaped error. Every request is recorded with the reason it was refused, if it was."""
 
-import json
 import secrets
-import threading
 import urllib.parse
 import warnings
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import jwt
 
-from fake_upstream import FakeUpstream, Handler, Recorded
+from fake_upstream import FakeUpstream, Handler, LoopbackServer, Recorded, send_json
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -69,32 +67,18 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = _handle
 
     def _json(self, status, obj):
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, obj, "application/json; charset=utf-8")
 
 
-class FakeEntra(ThreadingHTTPServer):
-    daemon_threads = True
-
+class FakeEntra(LoopbackServer):
     def __init__(self, tenant, client_id, check_assertion, on_issue=None, scope=COGNITIVE_SCOPE):
         """check_assertion(jwt) -> None when acceptable, else the reason it is not.
         on_issue(token) is told every access token before it is answered."""
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.tenant, self.client_id, self.scope = tenant, client_id, scope
         self.check_assertion, self.on_issue = check_assertion, on_issue
         self.requests = []
         self.issued = []
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
     def record(self, rec):
         with self._lock:
@@ -139,14 +123,6 @@ class FakeEntra(ThreadingHTTPServer):
     def accepted(self):
         with self._lock:
             return [r for r in self.requests if r.issued]
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self.shutdown()
-        self.server_close()
 
 
 def sts_jwt_checker(issued, *, key, issuer, audience, sub):

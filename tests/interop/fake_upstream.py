@@ -55,6 +55,30 @@ def chunk(model, index, piece):
     }
 
 
+def read_body(handler):
+    """The request body of a BaseHTTPRequestHandler, chunked or with Content-Length."""
+    if "chunked" in handler.headers.get("Transfer-Encoding", "").lower():
+        body = b""
+        while True:
+            size = int(handler.rfile.readline().split(b";")[0].strip(), 16)
+            if size == 0:
+                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return body
+            body += handler.rfile.read(size)
+            handler.rfile.readline()
+    return handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+
+
+def send_json(handler, status, obj, content_type="application/json"):
+    data = json.dumps(obj).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -62,17 +86,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def _read_body(self):
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            body = b""
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return body
-                body += self.rfile.read(size)
-                self.rfile.readline()
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        return read_body(self)
 
     def _handle(self):
         body = self._read_body()
@@ -98,12 +112,7 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
     def _send_json(self, status, obj):
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, obj)
 
     def _send_stream(self, model):
         self.send_response(200)
@@ -120,12 +129,14 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-class FakeUpstream(ThreadingHTTPServer):
+class LoopbackServer(ThreadingHTTPServer):
+    """A server on a free 127.0.0.1 port, served from a daemon thread; subclasses record what
+    they receive under `_lock`."""
+
     daemon_threads = True
 
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.requests = []
+    def __init__(self, handler):
+        super().__init__(("127.0.0.1", 0), handler)
         self._lock = threading.Lock()
         self._thread = threading.Thread(
             target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -139,10 +150,6 @@ class FakeUpstream(ThreadingHTTPServer):
     def url(self):
         return f"http://127.0.0.1:{self.port}"
 
-    def record(self, req):
-        with self._lock:
-            self.requests.append(req)
-
     def start(self):
         self._thread.start()
         return self
@@ -150,3 +157,13 @@ class FakeUpstream(ThreadingHTTPServer):
     def stop(self):
         self.shutdown()
         self.server_close()
+
+
+class FakeUpstream(LoopbackServer):
+    def __init__(self):
+        super().__init__(Handler)
+        self.requests = []
+
+    def record(self, req):
+        with self._lock:
+            self.requests.append(req)
