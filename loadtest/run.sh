@@ -19,14 +19,17 @@
 #        LAT_ROUNDS=3 LAT_DURATION=10 PACE_MS=10 (latency phase; PACE_MS is
 #                                     the mean think time per request)
 #        CONNECTIONS=32 WARMUP=1
-#        TARGETS="direct keyway nginx"   (order = order within a round)
-#        KEYWAY_BIN=...  (default ${CARGO_TARGET_DIR:-~/.cache/keyway/target}/release/keyway;
-#                         built with cargo when missing, unless NO_BUILD=1)
+#        TARGETS="direct keyway keyway_key keyway_entra nginx"   (order = order within a round)
+#          keyway:       Portkey headers, static key from the config
+#          keyway_key:   an Azure front-door route, static api-key
+#          keyway_entra: the same route, Entra token from a fake Entra (nginx) via the token cache
+#        KEYWAY_BIN=...  (default ${CARGO_TARGET_DIR:-~/.cache/keyway/target}/dist/keyway,
+#                         rebuilt with `cargo build --profile dist` unless NO_BUILD=1)
 #        KEYWAY_RUST_LOG=warn  OUT=loadtest/results/latest.md  NGINX_BIN=nginx
 #
 # Adding a keyway variant (e.g. gateway key, JWT): write a config template
 # next to keyway.toml.in, add a `setup_target_<name>` function that calls
-# `start_keyway <name> <template> [wrk header...]`, and put <name> in TARGETS.
+# `start_keyway <name> <template> <path> [wrk header...]`, and put <name> in TARGETS.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -40,7 +43,7 @@ LAT_DURATION=${LAT_DURATION:-10}
 PACE_MS=${PACE_MS:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 WARMUP=${WARMUP:-1}
-TARGETS=${TARGETS:-"direct keyway nginx"}
+TARGETS=${TARGETS:-"direct keyway keyway_key keyway_entra nginx"}
 OUT=${OUT:-$HERE/results/latest.md}
 KEYWAY_RUST_LOG=${KEYWAY_RUST_LOG:-warn}
 NGINX_BIN=${NGINX_BIN:-}
@@ -235,25 +238,26 @@ keyway_bin() {
     if [[ -n ${KEYWAY_BIN:-} ]]; then
         [[ -x $KEYWAY_BIN ]] || die "KEYWAY_BIN=$KEYWAY_BIN is not an executable"
     else
-        KEYWAY_BIN=$target_dir/release/keyway
-        if [[ ! -x $KEYWAY_BIN ]]; then
-            [[ -z ${NO_BUILD:-} ]] || die "$KEYWAY_BIN missing and NO_BUILD is set"
-            command -v cargo >/dev/null || die "$KEYWAY_BIN missing and no cargo to build it"
-            log "building keyway (release) into $target_dir"
-            (cd "$ROOT" && CARGO_TARGET_DIR=$target_dir OPENSSL_NO_VENDOR=1 cargo build --release) >&2
-            [[ -x $KEYWAY_BIN ]] || die "build finished but $KEYWAY_BIN is missing"
+        # The production build: the `dist` profile (fat LTO, one codegen unit).
+        KEYWAY_BIN=$target_dir/dist/keyway
+        if [[ -z ${NO_BUILD:-} ]]; then
+            command -v cargo >/dev/null || die "no cargo to build keyway (or set KEYWAY_BIN)"
+            log "building keyway (--profile dist) into $target_dir"
+            (cd "$ROOT" && CARGO_TARGET_DIR=$target_dir OPENSSL_NO_VENDOR=1 cargo build --profile dist --locked) >&2
         fi
+        [[ -x $KEYWAY_BIN ]] || die "$KEYWAY_BIN is missing (NO_BUILD set, or the build failed)"
     fi
     KEYWAY_RESOLVED=1
 }
 
-# start_keyway NAME TEMPLATE [HEADER...]: render TEMPLATE (placeholders
+# start_keyway NAME TEMPLATE PATH [HEADER...]: render TEMPLATE (placeholders
 # LISTEN_PORT, METRICS_PORT, UPSTREAM_PORT, API_KEY), start keyway with one
-# proxy thread, wait for /healthz and register it as target NAME; the
-# HEADERs are sent by wrk with every request.
+# proxy thread, wait for /readyz (configured credentials hold their tokens) and
+# register it as target NAME, driven at PATH; the HEADERs are sent by wrk with
+# every request.
 start_keyway() {
-    local name=$1 tmpl=$2 listen metrics dir cfg pid i hdr
-    shift 2
+    local name=$1 tmpl=$2 path=$3 listen metrics dir cfg pid i hdr
+    shift 3
     keyway_bin
     start_upstream
     free_port listen
@@ -274,12 +278,12 @@ start_keyway() {
     T_LOG[$name]=$dir/keyway.log
     for ((i = 0; i < 150; i++)); do
         alive "$pid" || { show_log "$dir/keyway.log"; die "keyway $name exited during start-up"; }
-        curl -fs -m 1 -o /dev/null "http://127.0.0.1:$metrics/healthz" 2>/dev/null && break
+        curl -fs -m 1 -o /dev/null "http://127.0.0.1:$metrics/readyz" 2>/dev/null && break
         sleep 0.2
     done
-    ((i < 150)) || { show_log "$dir/keyway.log"; die "keyway $name: no /healthz within 30 s"; }
+    ((i < 150)) || { show_log "$dir/keyway.log"; die "keyway $name: not ready (/readyz) within 30 s"; }
     hdr=$(printf '%s\n' "$@")
-    register_target "$name" "$name" keyway "http://127.0.0.1:$listen/v1/chat/completions" "$pid" "$hdr"
+    register_target "$name" "$name" keyway "http://127.0.0.1:$listen$path" "$pid" "$hdr"
     sleep 1 # let start-up allocations settle before the idle sample
     RSS_IDLE[$name]=$(rss_kib "$pid")
     RSS_MAX[$name]=0
@@ -311,7 +315,18 @@ setup_target_nginx() {
 }
 
 setup_target_keyway() {
-    start_keyway keyway "$HERE/keyway.toml.in" "x-portkey-provider: openai"
+    start_keyway keyway "$HERE/keyway.toml.in" /v1/chat/completions "x-portkey-provider: openai"
+}
+
+# The Azure front-door route, static api-key: the baseline for keyway_entra.
+AZURE_PATH="/openai/deployments/lt/chat/completions?api-version=2024-10-21"
+setup_target_keyway_key() {
+    start_keyway keyway_key "$HERE/keyway-route-key.toml.in" "$AZURE_PATH"
+}
+
+# The same route with an Entra token from the fake Entra in the upstream nginx.
+setup_target_keyway_entra() {
+    start_keyway keyway_entra "$HERE/keyway-entra.toml.in" "$AZURE_PATH"
 }
 
 # --- measuring ---------------------------------------------------------------
@@ -499,6 +514,12 @@ report() {
         [[ ${T_KIND[$t]} != direct && -n ${T_KIND[direct]:-} ]] || continue
         echo "- $t p99 added latency (median over rounds of $t p99 − direct p99): $(added_p99 "$t") ms"
     done
+    if [[ -n ${T_KIND[keyway_entra]:-} && -n ${T_KIND[keyway_key]:-} ]]; then
+        ratio=$(awk -v a="$(median keyway_entra 3)" -v b="$(median keyway_key 3)" \
+            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
+        echo "- keyway_entra/keyway_key ratio of req/s (token from the cache vs a static key): $ratio"
+        echo "- token requests the fake Entra received during the run: $(wc -l <"$WORK/upstream/entra-requests.log" 2>/dev/null || echo 0)"
+    fi
     for k in $TARGETS; do
         [[ ${T_KIND[$k]} == keyway ]] || continue
         echo "- $k RSS: idle $(mib "${RSS_IDLE[$k]}") MiB, under load (max) $(mib "${RSS_MAX[$k]}") MiB"

@@ -51,6 +51,7 @@ pub fn build(config: &Config) -> Result<Server, BuildError> {
         grace_period_seconds: Some(config.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(5),
         ca_file: config.ca_file.clone(),
+        work_stealing: config.work_stealing,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
