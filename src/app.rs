@@ -22,6 +22,8 @@ use crate::routing::Router;
 pub enum BuildError {
     #[error("{0}")]
     Routing(String),
+    #[error("auth.jwt: {0}")]
+    Jwt(String),
     #[error("registering metrics: {0}")]
     Metrics(#[from] pingora_prometheus::prometheus::Error),
 }
@@ -44,6 +46,24 @@ pub fn build(config: &Config) -> Result<Server, BuildError> {
         router.route_names(),
     )?);
     let dns = Arc::new(Dns::default());
+    let jwt = config
+        .jwt
+        .iter()
+        .cloned()
+        .map(crate::auth::jwt::JwtValidator::new)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| BuildError::Jwt(e.to_string()))?;
+    let jwks = jwt
+        .iter()
+        .map(|v| (v.jwks().clone(), v.settings().refresh_interval))
+        .collect();
+    let auth = Arc::new(crate::auth::gate::Authenticator {
+        mode: config.auth.mode,
+        keys: config.auth.keys.clone(),
+        jwt,
+        workspaces: config.auth.workspaces.clone(),
+        virtual_keys: config.auth.virtual_keys.clone(),
+    });
     let ready = Arc::new(AtomicBool::new(false));
 
     let conf = ServerConf {
@@ -61,6 +81,7 @@ pub fn build(config: &Config) -> Result<Server, BuildError> {
         dns: dns.clone(),
         fixed_hosts: router.fixed_hosts(),
         tokens,
+        jwks,
         metrics: metrics.clone(),
         ready: ready.clone(),
     };
@@ -70,6 +91,7 @@ pub fn build(config: &Config) -> Result<Server, BuildError> {
     ));
 
     let gateway = Gateway {
+        auth,
         router,
         dns,
         metrics,

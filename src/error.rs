@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use pingora::{Error, ErrorSource, ErrorType};
 
+use crate::auth::AuthError;
 use crate::credentials::CredentialError;
 use crate::routing::RouteError;
 
@@ -12,6 +13,9 @@ use crate::routing::RouteError;
 pub struct ErrorResponse {
     pub status: u16,
     pub message: String,
+    /// A body in another shape (the OpenAI-style body of authentication errors).
+    pub raw_body: Option<Bytes>,
+    pub www_authenticate: Option<&'static str>,
 }
 
 impl ErrorResponse {
@@ -19,10 +23,15 @@ impl ErrorResponse {
         ErrorResponse {
             status,
             message: message.into(),
+            raw_body: None,
+            www_authenticate: (status == 401).then_some("Bearer realm=\"keyway\""),
         }
     }
 
     pub fn body(&self) -> Bytes {
+        if let Some(b) = &self.raw_body {
+            return b.clone();
+        }
         #[derive(serde::Serialize)]
         struct Body<'a> {
             status: &'static str,
@@ -36,8 +45,23 @@ impl ErrorResponse {
     }
 }
 
+impl From<&AuthError> for ErrorResponse {
+    fn from(e: &AuthError) -> Self {
+        let (status, body) = e.error_body();
+        ErrorResponse {
+            status,
+            message: e.to_string(),
+            raw_body: Some(body),
+            www_authenticate: e.www_authenticate(),
+        }
+    }
+}
+
 impl From<&RouteError> for ErrorResponse {
     fn from(e: &RouteError) -> Self {
+        if let RouteError::Denied(a) = e {
+            return ErrorResponse::from(a);
+        }
         let status = match e {
             RouteError::NoRoute => 404,
             RouteError::MissingKey(_) => 401,

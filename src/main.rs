@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
+use keyway::auth::{keys, Role};
 use keyway::{app, config, env::Env};
 
 /// A high-throughput gateway for LLM APIs (Portkey-compatible), on Pingora.
@@ -26,10 +27,75 @@ struct Cli {
     /// Validate the configuration, print a summary and exit (non-zero on error)
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage gateway API keys
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a new gateway API key: prints the key once and the [[api_keys]] block to paste
+    New {
+        /// Workspace slug (a [workspaces.<slug>] of the config)
+        #[arg(long, value_parser = parse_slug)]
+        workspace: String,
+        /// owner, admin or member
+        #[arg(long, value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<Role>()))]
+        role: Role,
+        /// Name shown in logs [default: <workspace>-<role>-<unix time>]
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+fn parse_slug(s: &str) -> Result<String, String> {
+    let ok = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    match !s.is_empty() && s.bytes().all(ok) {
+        true => Ok(s.to_owned()),
+        false => Err(format!("workspace '{s}' must match ^[a-zA-Z0-9_-]+$")),
+    }
+}
+
+/// `keyway keys new`: the key goes to stdout once; keyway itself keeps only the hash.
+fn keys_new(workspace: &str, role: Role, name: Option<String>) -> ExitCode {
+    let name = name.unwrap_or_else(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        format!("{workspace}-{role}-{}", now.map_or(0, |d| d.as_secs()))
+    });
+    if name.trim().is_empty() {
+        eprintln!("keyway: --name must be non-empty");
+        return ExitCode::from(2);
+    }
+    let (key, hash) = keys::new_key();
+    let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    println!("New gateway API key (shown only now; keyway stores only its hash):\n\n    {key}\n");
+    println!("Add to the config file:\n");
+    println!(
+        "[[api_keys]]\nname = {}\nhash = {}\nworkspace = {}\nrole = {}",
+        quote(&name),
+        quote(&hash),
+        quote(workspace),
+        quote(role.as_str())
+    );
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Keys(KeysCommand::New {
+        workspace,
+        role,
+        name,
+    })) = cli.command
+    {
+        return keys_new(&workspace, role, name);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
 
     let env = Env::from_process();
@@ -55,13 +121,16 @@ fn main() -> ExitCode {
     }
     if cli.check_config {
         println!(
-            "keyway: config OK: listen {}, metrics {}, {} thread(s), {} provider override(s), {} credential(s), {} route(s)",
+            "keyway: config OK: listen {}, metrics {}, {} thread(s), {} provider override(s), {} credential(s), {} route(s), auth {}, {} gateway key(s), {} JWT validator(s)",
             cfg.listen,
             cfg.metrics_listen,
             cfg.threads,
             cfg.providers.len(),
             cfg.credentials.len(),
-            cfg.routes.len()
+            cfg.routes.len(),
+            cfg.auth.mode.as_str(),
+            cfg.auth.keys.len(),
+            cfg.jwt.len()
         );
         return ExitCode::SUCCESS;
     }

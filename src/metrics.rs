@@ -34,7 +34,13 @@ pub struct Metrics {
     pub token_expiry: pingora_prometheus::prometheus::GaugeVec,
     pub token_cache_size: IntGauge,
     pub upstream_401_retries: IntCounter,
+    /// Indexed `[method][outcome]`.
+    auth: Vec<IntCounter>,
+    pub jwks_refreshes: IntCounterVec,
 }
+
+const AUTH_METHODS: [&str; 4] = ["api_key", "virtual_key", "jwt", "none"];
+const AUTH_OUTCOMES: [&str; 5] = ["ok", "missing", "invalid", "expired", "forbidden"];
 
 /// Token fetch outcomes, in label order.
 const OUTCOMES: [&str; 5] = ["ok", "rejected", "unavailable", "malformed", "setup"];
@@ -141,6 +147,31 @@ impl Metrics {
             token_fetch_duration.push(fetch_duration_vec.with_label_values(&[mode.label()]));
             token_refresh_failures.push(refresh_fail_vec.with_label_values(&[mode.label()]));
         }
+        let auth_vec = IntCounterVec::new(
+            Opts::new(
+                "keyway_auth_total",
+                "Client authentications and authorizations, by method and outcome",
+            ),
+            &["method", "outcome"],
+        )?;
+        let jwks_refreshes = IntCounterVec::new(
+            Opts::new(
+                "keyway_jwks_refreshes_total",
+                "JWKS fetches (background and unknown-kid), by outcome",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(auth_vec.clone()))?;
+        registry.register(Box::new(jwks_refreshes.clone()))?;
+        let mut auth = Vec::new();
+        for m in AUTH_METHODS {
+            for o in AUTH_OUTCOMES {
+                auth.push(auth_vec.with_label_values(&[m, o]));
+            }
+        }
+        for o in ["ok", "failed"] {
+            jwks_refreshes.with_label_values(&[o]);
+        }
         registry.register(Box::new(requests_vec.clone()))?;
         registry.register(Box::new(duration_vec.clone()))?;
         registry.register(Box::new(connect_vec.clone()))?;
@@ -172,6 +203,8 @@ impl Metrics {
             token_expiry,
             token_cache_size,
             upstream_401_retries,
+            auth,
+            jwks_refreshes,
         })
     }
 
@@ -200,6 +233,16 @@ impl Metrics {
 
     pub fn token_refresh_failed(&self, mode: AuthMode) {
         self.token_refresh_failures[mode as usize].inc();
+    }
+
+    /// Counts an authentication step; unknown labels fold into `none` / `invalid`.
+    pub fn auth(&self, method: &str, outcome: &str) {
+        let m = AUTH_METHODS.iter().position(|x| *x == method).unwrap_or(3);
+        let o = AUTH_OUTCOMES
+            .iter()
+            .position(|x| *x == outcome)
+            .unwrap_or(2);
+        self.auth[m * AUTH_OUTCOMES.len() + o].inc();
     }
 
     pub fn connect_error(&self, provider: Option<Provider>) {

@@ -43,7 +43,7 @@ fn shipped_examples_are_valid() {
             n += 1;
         }
     }
-    assert!(n >= 4, "expected the conf/ examples, found {n}");
+    assert!(n >= 5, "expected the conf/ examples, found {n}");
 }
 
 #[test]

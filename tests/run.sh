@@ -19,7 +19,8 @@ export OPENSSL_NO_VENDOR=1
 rm -rf "$CARGO_TARGET_DIR/tmp/keyway-logs"
 
 echo "== cargo test (unit + end-to-end)"
-cargo test --release --locked
+# Tests that use the emulators setup.sh installed must run here, not skip.
+KEYWAY_REQUIRE_INTEROP=1 cargo test --release --locked
 
 echo "== interop (OpenAI and Portkey SDKs against the built binary)"
 cargo build --release --locked --bin keyway

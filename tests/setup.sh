@@ -32,6 +32,8 @@ if [ -x "$venv/bin/python" ]; then
 elif ! venv_works; then
     want+=(python3-venv)
 fi
+# Node.js runs the OpenID provider of the JWT interop tests (tests/interop/oidc).
+command -v node >/dev/null && command -v npm >/dev/null || want+=(nodejs npm)
 
 missing=()
 for p in "${want[@]}"; do
@@ -91,4 +93,26 @@ fi
 for tool in ministack moto_server; do
     [ -x "$venv/bin/$tool" ] || die "venv is missing the $tool command"
 done
+# oidc-provider (npm, OpenID Certified) for the JWT interop tests, pinned by
+# tests/interop/oidc/package-lock.json and installed outside the repository; reinstalled only
+# when the lock file changes.
+oidc_src="$here/interop/oidc"
+oidc="$cache/oidc"
+node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+[ "$node_major" -ge 20 ] || die "Node.js 20 or later is needed for oidc-provider (found: $(node --version 2>/dev/null || echo none))"
+oidc_stamp_val="$(cat "$oidc_src/package.json" "$oidc_src/package-lock.json" | sha256sum | cut -d' ' -f1)"
+oidc_stamp="$oidc/.keyway-lock.sha256"
+if [ -d "$oidc/node_modules/oidc-provider" ] && [ "$(cat "$oidc_stamp" 2>/dev/null)" = "$oidc_stamp_val" ]; then
+    say "oidc-provider up to date: $oidc"
+else
+    say "installing oidc-provider into $oidc"
+    mkdir -p "$oidc"
+    cp "$oidc_src/package.json" "$oidc_src/package-lock.json" "$oidc/"
+    npm ci --prefix "$oidc" --no-audit --no-fund --loglevel=error >/dev/null \
+        || die "npm ci --prefix $oidc failed"
+    echo "$oidc_stamp_val" > "$oidc_stamp"
+fi
+node --input-type=module -e "await import('$oidc/node_modules/oidc-provider/lib/index.js')" 2>/dev/null \
+    || die "oidc-provider in $oidc does not load"
+
 say "ok (run interop tests: $venv/bin/python -m pytest tests/interop -q)"

@@ -1,10 +1,12 @@
 //! Configuration: the TOML file (`schema.rs`, strict) plus the environment, turned into validated
 //! runtime types. Every error names the path in the file and what to do about it.
 
+pub mod auth;
 mod identity;
+pub mod jwt;
 mod schema;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -58,6 +60,9 @@ pub struct Config {
     pub credentials: BTreeMap<String, Credential>,
     pub routes: Vec<Route>,
     pub identity: Identity,
+    /// Client authentication: posture, gateway keys, workspaces, virtual keys.
+    pub auth: auth::AuthSettings,
+    pub jwt: Vec<crate::auth::jwt::JwtSettings>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -158,6 +163,18 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
     let identity = identity::validate_identity(f.azure, f.aws, f.tokens, env)?;
     let credentials = validate_credentials(f.credentials, &identity, env)?;
     let routes = validate_routes(f.routes, &credentials)?;
+    let names: BTreeSet<&str> = credentials.keys().map(String::as_str).collect();
+    let auth = auth::validate(&f.auth, f.workspaces, f.api_keys, f.virtual_keys, &names)?;
+    let jwt = f
+        .auth
+        .jwt
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            jwt::validate(s, &format!("auth.jwt[{i}]"), &identity.authority)
+                .map_err(|m| invalid(format!("auth.jwt[{i}]"), m))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Config {
         listen,
         metrics_listen,
@@ -171,6 +188,8 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
         credentials,
         routes,
         identity,
+        auth,
+        jwt,
     })
 }
 

@@ -39,6 +39,14 @@ pub struct FileConfig {
     pub aws: AwsSection,
     #[serde(default)]
     pub tokens: TokensSection,
+    #[serde(default)]
+    pub auth: super::auth::AuthSection,
+    #[serde(default)]
+    pub workspaces: BTreeMap<String, super::auth::WorkspaceSection>,
+    #[serde(default)]
+    pub api_keys: Vec<super::auth::ApiKeySection>,
+    #[serde(default)]
+    pub virtual_keys: BTreeMap<String, super::auth::VirtualKeySection>,
 }
 
 #[derive(Debug, Default, Deserialize)]

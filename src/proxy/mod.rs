@@ -1,6 +1,7 @@
 //! The `ProxyHttp` implementation. Each hook is a dispatcher: routing decides (`routing`),
 //! `upstream.rs` rewrites the request, `respond.rs` writes keyway's own answers.
 
+mod authorize;
 mod respond;
 mod upstream;
 
@@ -24,6 +25,7 @@ use crate::routing::provider::Provider;
 use crate::routing::{Plan, RouteError, RouteId, Router, UpstreamAuth};
 
 pub struct Gateway {
+    pub auth: Arc<crate::auth::gate::Authenticator>,
     pub router: Arc<Router>,
     pub dns: Arc<Dns>,
     pub metrics: Arc<Metrics>,
@@ -62,14 +64,24 @@ impl Drop for InFlight {
 }
 
 impl Gateway {
-    /// Routes the request and resolves its upstream; on error nothing has left keyway.
-    async fn prepare(&self, session: &Session, ctx: &mut Ctx) -> Result<(), ErrorResponse> {
+    /// Authenticates, routes and authorizes the request and resolves its upstream; on error
+    /// nothing has left keyway.
+    async fn prepare(&self, session: &mut Session, ctx: &mut Ctx) -> Result<(), ErrorResponse> {
+        let caller = self.authenticate(session).await?;
         let req = session.req_header();
-        let host = request_host(req);
         let plan = self
             .router
-            .route(&req.uri, host, &req.headers)
-            .map_err(|e| ErrorResponse::from(&e))?;
+            .route(&req.uri, request_host(req), &req.headers, caller.as_ref())
+            .map_err(|e| {
+                if let RouteError::Denied(a) = &e {
+                    self.metrics
+                        .auth(crate::auth::AuthMethod::VirtualKey.label(), a.outcome());
+                }
+                ErrorResponse::from(&e)
+            })?;
+        if let Some(c) = &caller {
+            self.authorize(session, c, &plan).await?;
+        }
         let ip = self.dns.addr_for(&plan.host).await.map_err(|_| {
             ErrorResponse::new(
                 502,
@@ -175,6 +187,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // Pingora calls request_filter with &mut Session; prepare needs it to read bodies.
         self.metrics.in_flight.inc();
         ctx._in_flight = Some(InFlight(self.metrics.in_flight.clone()));
         match self.prepare(session, ctx).await {

@@ -17,10 +17,9 @@ pub async fn error(session: &mut Session, resp: &ErrorResponse) {
         .insert_header("content-type", "application/json")
         .is_ok()
         && header.insert_header("content-length", body.len()).is_ok()
-        && (resp.status != 401
-            || header
-                .insert_header("www-authenticate", "Bearer realm=\"keyway\"")
-                .is_ok());
+        && resp
+            .www_authenticate
+            .is_none_or(|v| header.insert_header("www-authenticate", v).is_ok());
     if !ok {
         return;
     }

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use crate::auth::jwks::JwksCache;
 use crate::cache::dns::Dns;
 use crate::cache::tokens::{TokenCache, TokenSlot};
 use crate::metrics::Metrics;
@@ -26,6 +27,8 @@ pub struct Refresher {
     pub dns: Arc<Dns>,
     pub fixed_hosts: Vec<Arc<str>>,
     pub tokens: Arc<TokenCache>,
+    /// JWKS documents of the JWT validators, with their refresh intervals.
+    pub jwks: Vec<(Arc<JwksCache>, Duration)>,
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
 }
@@ -76,6 +79,31 @@ async fn refresh_one(slot: &TokenSlot, metrics: &Metrics) {
     }
 }
 
+/// Loads a JWKS (retrying with back-off until it first succeeds), then refreshes it every
+/// `every`; a failed refresh keeps the cached keys.
+async fn keep_jwks_fresh(cache: Arc<JwksCache>, every: Duration, metrics: Arc<Metrics>) {
+    let mut failures = 0;
+    loop {
+        let wait = match cache.refresh().await {
+            Ok(_) => {
+                metrics.jwks_refreshes.with_label_values(&["ok"]).inc();
+                failures = 0;
+                every
+            }
+            Err(e) => {
+                metrics.jwks_refreshes.with_label_values(&["failed"]).inc();
+                failures += 1;
+                log::warn!(
+                    "jwks refresh from {} failed: {e}; keeping the cached keys",
+                    cache.source_label()
+                );
+                schedule::retry_delay(failures, rand::random::<f64>()).min(every)
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
 #[async_trait]
 impl BackgroundService for Refresher {
     async fn start_with_ready_notifier(
@@ -95,6 +123,9 @@ impl BackgroundService for Refresher {
             if slot.claim_due() {
                 tokio::spawn(async move { refresh_one(&slot, &metrics).await });
             }
+        }
+        for (cache, every) in &self.jwks {
+            tokio::spawn(keep_jwks_fresh(cache.clone(), *every, self.metrics.clone()));
         }
         let mut tick = tokio::time::interval(TICK);
         let mut dns_tick = tokio::time::interval(DNS_REFRESH);

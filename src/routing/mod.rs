@@ -82,6 +82,9 @@ pub struct Router {
     identity: IdentityContext,
     identity_defaults: crate::config::WorkloadDefaults,
     ambient_from_headers: bool,
+    pub(crate) virtual_keys: crate::auth::workspace::VirtualKeys,
+    /// Each virtual key's upstream credential, built once.
+    vk_auth: std::collections::HashMap<String, Option<UpstreamAuth>>,
 }
 
 impl Router {
@@ -110,18 +113,15 @@ impl Router {
             .collect();
         let mut routes = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
-            let auth = match &config.credentials[&r.credential] {
-                Credential::ApiKey(key) => auth_for(r.provider, key.expose(), true)
-                    .map_err(|e| format!("routes.{}: credential {}: {e}", r.name, r.credential))?
-                    .map(UpstreamAuth::Static),
-                Credential::Token(t) => {
-                    let spec = t.spec(default_scope(&r.upstream.host));
-                    let slot = tokens
-                        .slot(&spec, Some(&r.credential), || identity.source(&spec))
-                        .ok_or("tokens.max_cached is smaller than the number of configured credentials")?;
-                    Some(UpstreamAuth::Token(slot))
-                }
-            };
+            let auth = credential_auth(
+                config,
+                &tokens,
+                &identity,
+                r.provider,
+                &r.credential,
+                &r.upstream.host,
+            )
+            .map_err(|e| format!("routes.{}: credential {}: {e}", r.name, r.credential))?;
             routes.push(RouteRuntime {
                 path_prefix: r.path_prefix.clone(),
                 host: r.host.clone(),
@@ -131,6 +131,30 @@ impl Router {
                 strip_prefix: r.strip_prefix,
                 auth,
             });
+        }
+        let mut vk_auth = std::collections::HashMap::new();
+        for vk in config.auth.virtual_keys.iter() {
+            let base = config
+                .providers
+                .get(&vk.provider)
+                .and_then(|p| p.base_url.clone())
+                .unwrap_or_else(|| {
+                    BaseUrl::parse(vk.provider.default_base_url())
+                        .expect("built-in base URLs parse")
+                });
+            let host = base
+                .host_with(vk.resource_name.as_deref(), None)
+                .into_owned();
+            let auth = credential_auth(
+                config,
+                &tokens,
+                &identity,
+                vk.provider,
+                &vk.credential,
+                &host,
+            )
+            .map_err(|e| format!("virtual_keys.{}: credential {}: {e}", vk.id, vk.credential))?;
+            vk_auth.insert(vk.id.to_string(), auth);
         }
         let mut route_names = vec!["none".to_owned(), "portkey".to_owned()];
         route_names.extend(config.routes.iter().map(|r| r.name.clone()));
@@ -143,6 +167,8 @@ impl Router {
             identity,
             identity_defaults: config.identity.workload.clone(),
             ambient_from_headers: config.identity.ambient_from_headers,
+            virtual_keys: config.auth.virtual_keys.clone(),
+            vk_auth,
         })
     }
 
@@ -167,21 +193,30 @@ impl Router {
         hosts
     }
 
-    /// Plans one request. `host` is the request's authority without the port.
+    /// Plans one request. `host` is the request's authority without the port; `caller` is the
+    /// authenticated caller in the enforced posture (`None` in the open one).
     pub fn route(
         &self,
         uri: &Uri,
         host: Option<&str>,
         headers: &HeaderMap,
+        caller: Option<&crate::auth::Caller>,
     ) -> Result<Plan, RouteError> {
         let path = uri.path();
         if let Some((i, r)) = self.match_route(path, host) {
             return Ok(self.front_door(i, r, uri));
         }
         match path.strip_prefix("/v1/") {
-            Some(op) if !op.is_empty() => portkey_route::plan(self, op, uri.query(), headers),
+            Some(op) if !op.is_empty() => {
+                portkey_route::plan(self, op, uri.query(), headers, caller)
+            }
             _ => Err(RouteError::NoRoute),
         }
+    }
+
+    /// The precomputed upstream credential of virtual key `id`.
+    pub(crate) fn vk_auth(&self, id: &str) -> Option<UpstreamAuth> {
+        self.vk_auth.get(id).cloned().flatten()
     }
 
     fn match_route(&self, path: &str, host: Option<&str>) -> Option<(usize, &RouteRuntime)> {
@@ -226,6 +261,31 @@ impl Router {
             add_anthropic_version: r.provider.auth_style() == AuthStyle::Anthropic,
             check_resolved_ips: false,
             read_timeout: None,
+            virtual_key: None,
+        }
+    }
+}
+
+/// The upstream credential of a `[credentials.<name>]` used with `provider` at `host` (the host
+/// picks the default Entra scope).
+fn credential_auth(
+    config: &Config,
+    tokens: &TokenCache,
+    identity: &IdentityContext,
+    provider: Provider,
+    name: &str,
+    host: &str,
+) -> Result<Option<UpstreamAuth>, String> {
+    match &config.credentials[name] {
+        Credential::ApiKey(key) => {
+            Ok(auth_for(provider, key.expose(), true)?.map(UpstreamAuth::Static))
+        }
+        Credential::Token(t) => {
+            let spec = t.spec(default_scope(host));
+            let slot = tokens
+                .slot(&spec, Some(name), || identity.source(&spec))
+                .ok_or("tokens.max_cached is smaller than the number of configured credentials")?;
+            Ok(Some(UpstreamAuth::Token(slot)))
         }
     }
 }

@@ -52,6 +52,8 @@ pub struct Plan {
     pub check_resolved_ips: bool,
     /// Per-request override of the upstream read timeout.
     pub read_timeout: Option<Duration>,
+    /// The virtual key the request uses, if any.
+    pub virtual_key: Option<Arc<str>>,
 }
 
 /// Why a request cannot be routed. Each maps to a 4xx in `error.rs`; none is ever half-sent.
@@ -82,6 +84,9 @@ pub enum RouteError {
         header: &'static str,
         mode: &'static str,
     },
+    /// An authorization decision (virtual key unknown or of another workspace).
+    #[error("{0}")]
+    Denied(crate::auth::AuthError),
     #[error("too many distinct credentials in use; try again later")]
     TokenCacheFull,
     #[error("{header}: {what}")]

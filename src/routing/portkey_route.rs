@@ -69,8 +69,9 @@ pub(super) fn plan(
     op: &str,
     query: Option<&str>,
     h: &HeaderMap,
+    caller: Option<&crate::auth::Caller>,
 ) -> Result<Plan, RouteError> {
-    let cfg = match header(h, CONFIG)? {
+    let mut cfg = match header(h, CONFIG)? {
         Some(raw) => PortkeyConfig::parse(raw)
             .map_err(|problem| RouteError::BadHeader {
                 header: "x-portkey-config",
@@ -79,13 +80,35 @@ pub(super) fn plan(
             .first_target(),
         None => PortkeyConfig::default(),
     };
-    if field(h, VIRTUAL_KEY, cfg.virtual_key.as_deref())?.is_some() {
-        return Err(RouteError::Unsupported {
-            header: "x-portkey-virtual-key",
-            what: "virtual keys are not configured on this gateway",
-        });
+    let vk_id = field(h, VIRTUAL_KEY, cfg.virtual_key.as_deref())?
+        .or(caller.and_then(|c| c.virtual_key.as_deref()))
+        .map(str::to_owned);
+    let vk = match (&vk_id, caller) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(RouteError::Unsupported {
+                header: "x-portkey-virtual-key",
+                what: "virtual keys need a gateway credential: set auth.mode = \"enforced\"",
+            })
+        }
+        (Some(id), Some(c)) => Some(
+            router
+                .virtual_keys
+                .virtual_key_for(c, id)
+                .map_err(RouteError::Denied)?
+                .clone(),
+        ),
+    };
+    if let Some(v) = &vk {
+        // The virtual key's Azure fields fill in what the request leaves open.
+        cfg.resource_name = cfg.resource_name.take().or(v.resource_name.clone());
+        cfg.deployment_id = cfg.deployment_id.take().or(v.deployment_id.clone());
+        cfg.api_version = cfg.api_version.take().or(v.api_version.clone());
     }
-    let provider = provider_of(h, &cfg)?;
+    let provider = match &vk {
+        Some(v) => v.provider,
+        None => provider_of(h, &cfg)?,
+    };
     if provider == Provider::Bedrock && header(h, AWS_ACCESS_KEY_ID)?.is_some() {
         return Err(RouteError::Unsupported {
             header: "x-portkey-aws-access-key-id",
@@ -101,7 +124,13 @@ pub(super) fn plan(
 
     let (host, host_header) = concrete_host(provider, base, pr, custom_base.is_some(), h, &cfg)?;
     let path = upstream_path(provider, base, pr, op, query, h, &cfg)?;
-    let auth = upstream_auth(router, provider, pr, op, &host, h, &cfg)?;
+    let auth = match (&vk, caller) {
+        (Some(v), _) => router.vk_auth(&v.id),
+        // Enforced posture without a virtual key: the caller's headers hold a gateway
+        // credential, never a provider key, so only the config's provider key can serve.
+        (None, Some(_)) => configured_key_auth(provider, pr, op)?,
+        (None, None) => upstream_auth(router, provider, pr, op, &host, h, &cfg)?,
+    };
     let read_timeout = request_timeout(h, cfg.request_timeout)?;
     Ok(Plan {
         provider,
@@ -115,7 +144,28 @@ pub(super) fn plan(
         auth,
         check_resolved_ips,
         read_timeout,
+        virtual_key: vk.map(|v| v.id.clone()),
     })
+}
+
+/// The provider key from the config file: in the enforced posture the caller's own headers carry a
+/// gateway credential, never a provider key.
+fn configured_key_auth(
+    provider: Provider,
+    pr: &super::ProviderRuntime,
+    op: &str,
+) -> Result<Option<UpstreamAuth>, RouteError> {
+    if provider.auth_style() == AuthStyle::None {
+        return Ok(None);
+    }
+    let key = pr
+        .default_key
+        .as_ref()
+        .ok_or(RouteError::MissingKey(provider))?;
+    let native = !op.starts_with("chat/completions");
+    auth_for(provider, key.expose(), native)
+        .map(|a| a.map(UpstreamAuth::Static))
+        .map_err(|_| RouteError::MissingKey(provider))
 }
 
 fn provider_of(h: &HeaderMap, cfg: &PortkeyConfig) -> Result<Provider, RouteError> {

@@ -26,7 +26,7 @@ fn plan(r: &Router, path: &str, headers: &[(&'static str, &str)]) -> Result<Plan
     for (k, v) in headers {
         h.insert(*k, HeaderValue::from_str(v).unwrap());
     }
-    r.route(&Uri::try_from(path).unwrap(), Some("gw.local"), &h)
+    r.route(&Uri::try_from(path).unwrap(), Some("gw.local"), &h, None)
 }
 
 fn target(p: &Plan, client_path: &str) -> String {
