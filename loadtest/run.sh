@@ -21,6 +21,8 @@
 #        CONNECTIONS=32 WARMUP=1
 #        TARGETS="direct keyway keyway_key keyway_entra nginx"   (order = order within a round)
 #          keyway:       Portkey headers, static key from the config
+#          keyway_gwkey: enforced posture, gateway API key + virtual key
+#          keyway_jwt:   enforced posture, RS256 JWT against a cached JWKS + virtual key
 #          keyway_key:   an Azure front-door route, static api-key
 #          keyway_entra: the same route, Entra token from a fake Entra (nginx) via the token cache
 #        KEYWAY_BIN=...  (default ${CARGO_TARGET_DIR:-~/.cache/keyway/target}/dist/keyway,
@@ -43,11 +45,12 @@ LAT_DURATION=${LAT_DURATION:-10}
 PACE_MS=${PACE_MS:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 WARMUP=${WARMUP:-1}
-TARGETS=${TARGETS:-"direct keyway keyway_key keyway_entra nginx"}
+TARGETS=${TARGETS:-"direct keyway keyway_gwkey keyway_jwt keyway_key keyway_entra nginx"}
 OUT=${OUT:-$HERE/results/latest.md}
 KEYWAY_RUST_LOG=${KEYWAY_RUST_LOG:-warn}
 NGINX_BIN=${NGINX_BIN:-}
 API_KEY=sk-loadtest
+GATEWAY_KEY=kw-loadtest-gateway-key
 LUA=$HERE/chat.lua
 LUA_PACED=$HERE/chat_paced.lua
 RUN_THROUGHPUT="" # non-empty when PHASES has throughput
@@ -228,7 +231,8 @@ start_nginx() {
 start_upstream() {
     [[ -z $UPSTREAM_PORT ]] || return 0
     free_port UPSTREAM_PORT
-    start_nginx upstream "$HERE/nginx-upstream.conf.in" "$UPSTREAM_PORT"
+    "$HERE/make-jwt.sh" "$WORK"
+    start_nginx upstream "$HERE/nginx-upstream.conf.in" "$UPSTREAM_PORT" JWKS_JSON="$(<"$WORK/jwks.json")"
 }
 
 # Locate (or build) the keyway binary once, only if a keyway target is used.
@@ -266,7 +270,7 @@ start_keyway() {
     mkdir -p "$dir"
     cfg=$dir/keyway.toml
     render "$tmpl" "$cfg" LISTEN_PORT="$listen" METRICS_PORT="$metrics" \
-        UPSTREAM_PORT="$UPSTREAM_PORT" API_KEY="$API_KEY"
+        UPSTREAM_PORT="$UPSTREAM_PORT" API_KEY="$API_KEY" GATEWAY_KEY_HASH="sha256:$(printf '%s' "$GATEWAY_KEY" | sha256sum | cut -d' ' -f1)"
     "$KEYWAY_BIN" --check-config --config "$cfg" >"$dir/check.log" 2>&1 ||
         { show_log "$dir/check.log"; die "keyway rejected $cfg"; }
     RUST_LOG=$KEYWAY_RUST_LOG "$KEYWAY_BIN" --config "$cfg" --threads 1 \
@@ -316,6 +320,18 @@ setup_target_nginx() {
 
 setup_target_keyway() {
     start_keyway keyway "$HERE/keyway.toml.in" /v1/chat/completions "x-portkey-provider: openai"
+}
+
+# The enforced posture: a gateway API key and a virtual key (compare with `keyway`, open).
+setup_target_keyway_gwkey() {
+    start_keyway keyway_gwkey "$HERE/keyway-gwkey.toml.in" /v1/chat/completions \
+        "x-portkey-api-key: $GATEWAY_KEY" "x-portkey-virtual-key: lt-openai"
+}
+
+# The enforced posture: an RS256 JWT checked against the cached JWKS on every request.
+setup_target_keyway_jwt() {
+    start_keyway keyway_jwt "$HERE/keyway-jwt.toml.in" /v1/chat/completions \
+        "Authorization: Bearer $(<"$WORK/token.txt")" "x-portkey-virtual-key: lt-openai"
 }
 
 # The Azure front-door route, static api-key: the baseline for keyway_entra.
@@ -513,6 +529,12 @@ report() {
     for t in $TARGETS; do
         [[ ${T_KIND[$t]} != direct && -n ${T_KIND[direct]:-} ]] || continue
         echo "- $t p99 added latency (median over rounds of $t p99 − direct p99): $(added_p99 "$t") ms"
+    done
+    for t in keyway_gwkey keyway_jwt; do
+        [[ -n ${T_KIND[$t]:-} && -n ${T_KIND[keyway]:-} ]] || continue
+        ratio=$(awk -v a="$(median "$t" 3)" -v b="$(median keyway 3)" \
+            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
+        echo "- $t/keyway ratio of req/s (enforced posture vs open): $ratio"
     done
     if [[ -n ${T_KIND[keyway_entra]:-} && -n ${T_KIND[keyway_key]:-} ]]; then
         ratio=$(awk -v a="$(median keyway_entra 3)" -v b="$(median keyway_key 3)" \

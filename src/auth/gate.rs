@@ -57,8 +57,8 @@ impl Authenticator {
     }
 }
 
-fn caller_from_claims(c: ValidatedClaims) -> Result<Caller, AuthError> {
-    let workspace = c.workspace.ok_or_else(|| AuthError::Forbidden {
+fn caller_from_claims(c: Arc<ValidatedClaims>) -> Result<Caller, AuthError> {
+    let workspace = c.workspace.as_deref().ok_or_else(|| AuthError::Forbidden {
         what: "the token names no workspace".into(),
     })?;
     let role = c
@@ -73,6 +73,6 @@ fn caller_from_claims(c: ValidatedClaims) -> Result<Caller, AuthError> {
         allowed_providers: None,
         allowed_models: None,
         virtual_key: None,
-        subject: Some(Arc::from(c.subject)),
+        subject: Some(Arc::from(c.subject.as_str())),
     })
 }

@@ -19,6 +19,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
 use super::jwks::{asymmetric_alg, JwksCache, JwksError, JwksSource};
+use super::verified::VerifiedTokens;
 use super::{AuthError, Outcome};
 
 /// Tokens longer than this are refused before any parsing.
@@ -158,6 +159,7 @@ pub struct JwtValidator {
     issuers: HashSet<String>,
     audiences: HashSet<String>,
     clients: HashSet<String>,
+    verified: VerifiedTokens,
 }
 
 impl JwtValidator {
@@ -172,6 +174,7 @@ impl JwtValidator {
             clients: settings.client_application_ids.iter().cloned().collect(),
             jwks: Arc::new(jwks),
             settings,
+            verified: VerifiedTokens::default(),
         })
     }
 
@@ -215,9 +218,16 @@ impl JwtValidator {
         &self,
         token: &str,
         now: SystemTime,
-    ) -> Result<ValidatedClaims, JwtFailure> {
+    ) -> Result<Arc<ValidatedClaims>, JwtFailure> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(JwtFailure::Malformed);
+        }
+        let digest = VerifiedTokens::digest(token);
+        if let Some(hit) = self.verified.get(&digest) {
+            if self.jwks.get(&hit.kid).is_some() {
+                self.check_time(&hit.claims.claims, now)?;
+                return Ok(hit.claims.clone());
+            }
         }
         let (alg, kid) = read_header(token)?;
         let key = match self.jwks.get(&kid) {
@@ -236,7 +246,9 @@ impl JwtValidator {
         }
         self.check_time(&claims, now)?;
         self.check_claims(&claims)?;
-        Ok(self.extract(claims))
+        let validated = Arc::new(self.extract(claims));
+        self.verified.insert(digest, kid, validated.clone());
+        Ok(validated)
     }
 
     fn check_time(&self, claims: &Value, now: SystemTime) -> Result<(), JwtFailure> {

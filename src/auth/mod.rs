@@ -8,6 +8,7 @@ pub mod gate;
 pub mod jwks;
 pub mod jwt;
 pub mod keys;
+mod verified;
 pub mod workspace;
 
 use std::fmt;

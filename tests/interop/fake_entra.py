@@ -1,10 +1,14 @@
-"""A strict fake of Entra's token endpoint for federated client assertions (WIRE.md §3).
+"""A strict fake of Entra's token endpoint for federated client assertions (WIRE.md §3), or,
+with `client_secret=`, for the `entra` mode's client secret.
 
 It answers a token only to `POST /{tenant}/oauth2/v2.0/token` whose form is exactly
 grant_type=client_credentials, client_id, scope, client_assertion, client_assertion_type
-(jwt-bearer), with an assertion the test's `check_assertion` accepts; anything else gets an
-Entra-shaped error. Every request is recorded with the reason it was refused, if it was."""
+(jwt-bearer), with an assertion the test's `check_assertion` accepts — or, in the secret mode,
+exactly grant_type=client_credentials, client_id, scope, client_secret with the right secret;
+anything else gets an Entra-shaped error. Every request is recorded with the reason it was
+refused, if it was."""
 
+import hmac
 import secrets
 import urllib.parse
 import warnings
@@ -18,6 +22,7 @@ from fake_upstream import FakeUpstream, Handler, LoopbackServer, Recorded, send_
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
 FORM_KEYS = {"grant_type", "client_id", "scope", "client_assertion", "client_assertion_type"}
+SECRET_FORM_KEYS = {"grant_type", "client_id", "scope", "client_secret"}
 EXPIRES_IN = 3599
 
 
@@ -71,11 +76,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeEntra(LoopbackServer):
-    def __init__(self, tenant, client_id, check_assertion, on_issue=None, scope=COGNITIVE_SCOPE):
+    def __init__(self, tenant, client_id, check_assertion=None, on_issue=None,
+                 scope=COGNITIVE_SCOPE, client_secret=None):
         """check_assertion(jwt) -> None when acceptable, else the reason it is not.
+        client_secret: the secret mode instead (no assertion accepted then).
         on_issue(token) is told every access token before it is answered."""
         super().__init__(_Handler)
+        if (check_assertion is None) == (client_secret is None):
+            raise ValueError("give check_assertion or client_secret, not both")
         self.tenant, self.client_id, self.scope = tenant, client_id, scope
+        self.client_secret = client_secret
         self.check_assertion, self.on_issue = check_assertion, on_issue
         self.requests = []
         self.issued = []
@@ -97,22 +107,31 @@ class FakeEntra(LoopbackServer):
         except ValueError as e:
             raise _Refuse(400, "invalid_request", f"AADSTS900144: unreadable form ({e})")
         keys = set(rec.form)
-        if keys != FORM_KEYS:
+        want_keys = FORM_KEYS if self.client_secret is None else SECRET_FORM_KEYS
+        if keys != want_keys:
             raise _Refuse(400, "invalid_request",
-                          f"AADSTS900144: form keys {sorted(keys)}, want {sorted(FORM_KEYS)}")
+                          f"AADSTS900144: form keys {sorted(keys)}, want {sorted(want_keys)}")
         repeated = sorted(k for k, v in rec.form.items() if len(v) != 1)
         if repeated:
             raise _Refuse(400, "invalid_request", f"AADSTS900144: repeated {repeated}")
         form = {k: v[0] for k, v in rec.form.items()}
         want = {"grant_type": "client_credentials", "client_id": self.client_id,
-                "scope": self.scope, "client_assertion_type": ASSERTION_TYPE}
+                "scope": self.scope}
+        if self.client_secret is None:
+            want["client_assertion_type"] = ASSERTION_TYPE
         wrong = sorted(k for k, v in want.items() if form[k] != v)
         if wrong:
             raise _Refuse(400, "invalid_request", f"AADSTS900144: wrong value for {wrong}")
-        reason = self.check_assertion(form["client_assertion"])
-        if reason:
-            raise _Refuse(401, "invalid_client",
-                          f"AADSTS700211: client assertion refused: {reason}")
+        if self.client_secret is not None:
+            if not hmac.compare_digest(form["client_secret"].encode(),
+                                       self.client_secret.encode()):
+                raise _Refuse(401, "invalid_client",
+                              "AADSTS7000215: Invalid client secret provided.")
+        else:
+            reason = self.check_assertion(form["client_assertion"])
+            if reason:
+                raise _Refuse(401, "invalid_client",
+                              f"AADSTS700211: client assertion refused: {reason}")
         token = "entra-at-" + secrets.token_urlsafe(32)
         if self.on_issue:
             self.on_issue(token)
