@@ -100,14 +100,18 @@ virtual_key = "vk-narrow"
 }
 
 fn rsa_key() -> (EncodingKey, Value) {
+    let (key, jwk, _) = rsa_key_with_public_pem();
+    (key, jwk)
+}
+
+/// A signing key, its JWK, and its public key in PEM (for the HMAC-confusion attack).
+fn rsa_key_with_public_pem() -> (EncodingKey, Value, Vec<u8>) {
     let rsa = Rsa::generate(2048).unwrap();
     let b64 = |b: Vec<u8>| URL_SAFE_NO_PAD.encode(b);
     let jwk =
         json!({"kty": "RSA", "kid": "k1", "n": b64(rsa.n().to_vec()), "e": b64(rsa.e().to_vec())});
-    (
-        EncodingKey::from_rsa_pem(&rsa.private_key_to_pem().unwrap()).unwrap(),
-        jwk,
-    )
+    let key = EncodingKey::from_rsa_pem(&rsa.private_key_to_pem().unwrap()).unwrap();
+    (key, jwk, rsa.public_key_to_pem().unwrap())
 }
 
 fn jwt(key: &EncodingKey, claims: Value) -> String {
@@ -278,7 +282,7 @@ async fn jwts_are_validated_like_apim() {
         expired: "kw-unused-e1".into(),
         narrow: "kw-unused-n1".into(),
     };
-    let (key, jwk) = rsa_key();
+    let (key, jwk, public_pem) = rsa_key_with_public_pem();
     let kw = Keyway::start(&config(&up, &k, &jwk)).await;
     let body = r#"{"model":"gpt-4o","messages":[]}"#;
     let good = json!({"iss": "https://idp.example/t1", "aud": "api://keyway", "sub": "app-1",
@@ -300,6 +304,11 @@ async fn jwts_are_validated_like_apim() {
     let (other_key, _) = rsa_key();
     let mut bad = vec![
         ("another signing key", jwt(&other_key, good.clone())),
+        ("HS256 keyed with the public key", {
+            let mut h = Header::new(Algorithm::HS256);
+            h.kid = Some("k1".into());
+            jsonwebtoken::encode(&h, &good, &EncodingKey::from_secret(&public_pem)).unwrap()
+        }),
         (
             "alg none",
             format!(

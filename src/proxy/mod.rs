@@ -41,6 +41,8 @@ pub struct Ctx {
     token: Option<Arc<CachedToken>>,
     /// The upstream rejected `token` with 401 and the request is being sent again.
     retrying_401: bool,
+    /// Who is calling, in the enforced posture (workspace and role, for later steps).
+    pub caller: Option<crate::auth::Caller>,
     _in_flight: Option<InFlight>,
 }
 
@@ -82,6 +84,7 @@ impl Gateway {
         if let Some(c) = &caller {
             self.authorize(session, c, &plan).await?;
         }
+        ctx.caller = caller;
         let ip = self.dns.addr_for(&plan.host).await.map_err(|_| {
             ErrorResponse::new(
                 502,
@@ -182,6 +185,7 @@ impl ProxyHttp for Gateway {
             addr: None,
             token: None,
             retrying_401: false,
+            caller: None,
             _in_flight: None,
         }
     }

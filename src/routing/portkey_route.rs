@@ -83,6 +83,7 @@ pub(super) fn plan(
     let vk_id = field(h, VIRTUAL_KEY, cfg.virtual_key.as_deref())?
         .or(caller.and_then(|c| c.virtual_key.as_deref()))
         .map(str::to_owned);
+    // Borrowed from the router: no per-request copy of the virtual key.
     let vk = match (&vk_id, caller) {
         (None, _) => None,
         (Some(_), None) => {
@@ -95,8 +96,7 @@ pub(super) fn plan(
             router
                 .virtual_keys
                 .virtual_key_for(c, id)
-                .map_err(RouteError::Denied)?
-                .clone(),
+                .map_err(RouteError::Denied)?,
         ),
     };
     if let Some(v) = &vk {
