@@ -6,6 +6,7 @@ use pingora_prometheus::prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
+use crate::auth::{AuthMethod, Outcome};
 use crate::credentials::{AuthMode, CredentialError};
 use crate::routing::provider::Provider;
 use crate::routing::RouteId;
@@ -39,6 +40,7 @@ pub struct Metrics {
     pub jwks_refreshes: IntCounterVec,
 }
 
+/// Label order follows `AuthMethod` (then "none") and `Outcome` (after "ok").
 const AUTH_METHODS: [&str; 4] = ["api_key", "virtual_key", "jwt", "none"];
 const AUTH_OUTCOMES: [&str; 5] = ["ok", "missing", "invalid", "expired", "forbidden"];
 
@@ -235,13 +237,11 @@ impl Metrics {
         self.token_refresh_failures[mode as usize].inc();
     }
 
-    /// Counts an authentication step; unknown labels fold into `none` / `invalid`.
-    pub fn auth(&self, method: &str, outcome: &str) {
-        let m = AUTH_METHODS.iter().position(|x| *x == method).unwrap_or(3);
-        let o = AUTH_OUTCOMES
-            .iter()
-            .position(|x| *x == outcome)
-            .unwrap_or(2);
+    /// Counts an authentication step: `method` `None` when no credential was presented,
+    /// `outcome` `None` for success.
+    pub fn auth(&self, method: Option<AuthMethod>, outcome: Option<Outcome>) {
+        let m = method.map_or(3, |m| m as usize);
+        let o = outcome.map_or(0, |o| o as usize + 1);
         self.auth[m * AUTH_OUTCOMES.len() + o].inc();
     }
 

@@ -8,7 +8,7 @@ use pingora::proxy::Session;
 use serde::Deserialize;
 
 use super::Gateway;
-use crate::auth::{AuthError, Caller};
+use crate::auth::{AuthError, AuthMethod, Caller};
 use crate::error::ErrorResponse;
 use crate::routing::Plan;
 
@@ -27,17 +27,17 @@ impl Gateway {
             .await
         {
             Ok(Some(c)) => {
-                self.metrics.auth(c.method.label(), "ok");
+                self.metrics.auth(Some(c.method), None);
                 Ok(Some(c))
             }
             Ok(None) => Ok(None),
             Err(e) => {
                 let method = match e {
-                    AuthError::Jwt { .. } => "jwt",
-                    AuthError::Missing => "none",
-                    _ => "api_key",
+                    AuthError::Jwt { .. } => Some(AuthMethod::Jwt),
+                    AuthError::Missing => None,
+                    _ => Some(AuthMethod::ApiKey),
                 };
-                self.metrics.auth(method, e.outcome());
+                self.metrics.auth(method, Some(e.outcome_kind()));
                 Err(ErrorResponse::from(&e))
             }
         }
@@ -51,7 +51,8 @@ impl Gateway {
     ) -> Result<(), ErrorResponse> {
         let provider = plan.provider.as_str();
         let denied = |e: AuthError| {
-            self.metrics.auth(caller.method.label(), e.outcome());
+            self.metrics
+                .auth(Some(caller.method), Some(e.outcome_kind()));
             ErrorResponse::from(&e)
         };
         let a = &self.auth;

@@ -76,8 +76,10 @@ impl Gateway {
             .route(&req.uri, request_host(req), &req.headers, caller.as_ref())
             .map_err(|e| {
                 if let RouteError::Denied(a) = &e {
-                    self.metrics
-                        .auth(crate::auth::AuthMethod::VirtualKey.label(), a.outcome());
+                    self.metrics.auth(
+                        Some(crate::auth::AuthMethod::VirtualKey),
+                        Some(a.outcome_kind()),
+                    );
                 }
                 ErrorResponse::from(&e)
             })?;
