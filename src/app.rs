@@ -10,8 +10,11 @@ use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
 use crate::cache::dns::Dns;
-use crate::cache::tokens::TokenCache;
+use crate::cache::secrets::SecretStore;
+use crate::cache::tokens::{SlotBearer, TokenCache};
+use crate::config::secrets::SourceConfig;
 use crate::config::Config;
+use crate::credentials::secrets::{aws, keyvault, vault, Fetcher};
 use crate::credentials::spec::IdentityContext;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
@@ -39,12 +42,17 @@ pub fn build(config: &Config) -> Result<Server, BuildError> {
         id.aws_region.clone(),
         id.sts_endpoint.clone(),
     );
-    let router =
-        Arc::new(Router::new(config, tokens.clone(), identity).map_err(BuildError::Routing)?);
     let metrics = Arc::new(Metrics::new(
         pingora_prometheus::prometheus::default_registry(),
-        router.route_names(),
+        &crate::routing::route_names(config),
     )?);
+    let secrets = secret_store(config, &tokens, &identity, &metrics)?;
+    let caches = crate::routing::Caches {
+        tokens: tokens.clone(),
+        secrets: &secrets,
+        identity,
+    };
+    let router = Arc::new(Router::new(config, caches).map_err(BuildError::Routing)?);
     let dns = Arc::new(Dns::default());
     let jwt = config
         .jwt
@@ -81,6 +89,7 @@ pub fn build(config: &Config) -> Result<Server, BuildError> {
         dns: dns.clone(),
         fixed_hosts: router.fixed_hosts(),
         tokens,
+        secrets: secrets.clone(),
         jwks,
         metrics: metrics.clone(),
         ready: ready.clone(),
@@ -93,6 +102,7 @@ pub fn build(config: &Config) -> Result<Server, BuildError> {
     let gateway = Gateway {
         auth,
         router,
+        secrets,
         dns,
         metrics,
         timeouts: config.timeouts,
@@ -109,6 +119,76 @@ pub fn build(config: &Config) -> Result<Server, BuildError> {
     admin.add_tcp(&config.metrics_listen);
     server.add_service(admin);
     Ok(server)
+}
+
+/// The secret store: one fetcher per secret reference some credential, virtual key or provider
+/// maps (an unused reference costs nothing, not even a Key Vault token), one entry per mapping.
+fn secret_store(
+    config: &Config,
+    tokens: &TokenCache,
+    identity: &IdentityContext,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<SecretStore>, BuildError> {
+    let uses: Vec<_> = config
+        .providers
+        .values()
+        .filter_map(|p| p.key_mapping.clone())
+        .chain(
+            config
+                .credentials
+                .values()
+                .filter_map(|c| c.secret_uses().cloned()),
+        )
+        .collect();
+    let http = crate::credentials::secrets::http_client();
+    let mut fetchers: Vec<Option<Fetcher>> = Vec::new();
+    for (i, r) in config.secrets.references.iter().enumerate() {
+        log::info!("secret reference {}", r.shown);
+        if !uses.iter().any(|u| u.reference == i) {
+            log::warn!(
+                "secret reference '{}' is not mapped anywhere; it is never fetched",
+                r.slug
+            );
+            fetchers.push(None);
+            continue;
+        }
+        let fetcher: Fetcher = match &r.source {
+            SourceConfig::Aws(s) => Arc::new(aws::AwsSecret::new(s.clone(), r.path.clone())),
+            SourceConfig::Vault(s) => {
+                Arc::new(vault::VaultSecret::new(http.clone(), s.clone(), &r.path))
+            }
+            SourceConfig::KeyVault {
+                vault_url,
+                credential,
+            } => {
+                let spec = credential.spec(crate::credentials::KEY_VAULT_SCOPE, &|_| {
+                    unreachable!("a Key Vault credential holds its client secret inline")
+                });
+                let name = format!("secret_references.{}", r.slug);
+                let slot = tokens
+                    .slot(&spec, Some(&name), || identity.source(&spec))
+                    .ok_or_else(|| {
+                        BuildError::Routing(format!("{name}: tokens.max_cached is too small"))
+                    })?;
+                Arc::new(keyvault::KeyVaultSecret {
+                    http: http.clone(),
+                    url: keyvault::secret_url(vault_url, &r.path)
+                        .map_err(|m| BuildError::Routing(format!("{name}: {m}")))?,
+                    token: Arc::new(SlotBearer {
+                        slot,
+                        metrics: metrics.clone(),
+                    }),
+                })
+            }
+        };
+        fetchers.push(Some(fetcher));
+    }
+    Ok(Arc::new(SecretStore::new(
+        &config.secrets,
+        uses,
+        &fetchers,
+        metrics.clone(),
+    )))
 }
 
 /// Marks readiness; `/readyz` answers 200 from then on.

@@ -45,6 +45,39 @@ impl ErrorResponse {
     }
 }
 
+impl ErrorResponse {
+    /// An OpenAI-style error body: `{"error":{"message","type","param":null,"code"}}`.
+    pub fn openai(status: u16, message: String, kind: &'static str) -> Self {
+        let body = serde_json::json!({
+            "error": { "message": message, "type": kind, "param": null, "code": kind }
+        });
+        ErrorResponse {
+            status,
+            raw_body: Some(Bytes::from(body.to_string())),
+            message,
+            www_authenticate: None,
+        }
+    }
+}
+
+/// A mapped secret that cannot be had: 503, naming the reference's slug and the failure class.
+pub fn for_secret(e: &crate::cache::secrets::SecretUnavailable) -> ErrorResponse {
+    ErrorResponse::openai(503, e.to_string(), "secret_unavailable")
+}
+
+/// A secret reference the caller's workspace may not use: 403.
+pub fn secret_forbidden(slug: &str, workspace: Option<&str>) -> ErrorResponse {
+    let who = match workspace {
+        Some(w) => format!("workspace '{w}'"),
+        None => "callers without a workspace (open posture)".to_owned(),
+    };
+    ErrorResponse::openai(
+        403,
+        format!("secret reference '{slug}' is not available to {who}"),
+        "secret_reference_forbidden",
+    )
+}
+
 impl From<&AuthError> for ErrorResponse {
     fn from(e: &AuthError) -> Self {
         let (status, body) = e.error_body();

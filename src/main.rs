@@ -121,7 +121,7 @@ fn main() -> ExitCode {
     }
     if cli.check_config {
         println!(
-            "keyway: config OK: listen {}, metrics {}, {} thread(s), {} provider override(s), {} credential(s), {} route(s), auth {}, {} gateway key(s), {} JWT validator(s)",
+            "keyway: config OK: listen {}, metrics {}, {} thread(s), {} provider override(s), {} credential(s), {} route(s), auth {}, {} gateway key(s), {} JWT validator(s), {} secret reference(s)",
             cfg.listen,
             cfg.metrics_listen,
             cfg.threads,
@@ -130,8 +130,13 @@ fn main() -> ExitCode {
             cfg.routes.len(),
             cfg.auth.mode.as_str(),
             cfg.auth.keys.len(),
-            cfg.jwt.len()
+            cfg.jwt.len(),
+            cfg.secrets.references.len()
         );
+        // One JSON line per secret reference, sensitive auth_config fields masked (seed 003).
+        for r in &cfg.secrets.references {
+            println!("secret_reference {}", r.shown);
+        }
         return ExitCode::SUCCESS;
     }
     let server = match app::build(&cfg) {

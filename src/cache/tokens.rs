@@ -296,3 +296,30 @@ impl TokenCache {
         before.saturating_sub(self.len())
     }
 }
+
+/// A token slot as a secret manager's bearer source (Key Vault's Entra token).
+#[derive(Debug)]
+pub struct SlotBearer {
+    pub slot: Arc<TokenSlot>,
+    pub metrics: Arc<Metrics>,
+}
+
+#[async_trait::async_trait]
+impl crate::credentials::secrets::BearerSource for SlotBearer {
+    async fn bearer(&self) -> Result<crate::secret::Secret, CredentialError> {
+        let t = self.slot.get(&self.metrics).await?;
+        let v = t.header.to_str().unwrap_or_default();
+        Ok(crate::secret::Secret::new(
+            v.strip_prefix("Bearer ").unwrap_or(v),
+        ))
+    }
+
+    fn reject(&self, token: &crate::secret::Secret) {
+        if let Some(cur) = self.slot.current.load_full() {
+            let v = cur.header.to_str().unwrap_or_default();
+            if v.strip_prefix("Bearer ") == Some(token.expose()) {
+                self.slot.reject(&cur);
+            }
+        }
+    }
+}

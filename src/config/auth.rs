@@ -2,14 +2,15 @@
 //! `[virtual_keys.<id>]`, strictly parsed and turned into the runtime registries of `crate::auth`.
 //! `[[auth.jwt]]` is parsed here but validated by `config::jwt`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Deserialize;
 
 use super::jwt::JwtSection;
-use super::{invalid, ConfigError};
+use super::secrets::{self, Entity, SecretsSettings};
+use super::{invalid, ConfigError, Credential};
 use crate::auth::keys::{parse_hash_line, ApiKeyEntry, ApiKeyStore};
 use crate::auth::workspace::{VirtualKey, VirtualKeys, Workspace, Workspaces};
 use crate::auth::{AuthMode, Role};
@@ -59,8 +60,11 @@ pub struct ApiKeySection {
 pub struct VirtualKeySection {
     pub workspace: String,
     pub provider: String,
-    /// Name of a `[credentials.*]` section.
-    pub credential: String,
+    /// Name of a `[credentials.*]` section; absent when `key` is mapped from a secret reference.
+    pub credential: Option<String>,
+    /// `key` from a secret reference (the reference must allow the key's workspace).
+    #[serde(default)]
+    pub secret_mappings: Vec<secrets::SecretMappingSection>,
     /// Azure defaults (azure-openai / azure-ai only).
     pub resource_name: Option<String>,
     pub deployment_id: Option<String>,
@@ -77,13 +81,15 @@ pub struct AuthSettings {
     pub virtual_keys: VirtualKeys,
 }
 
-/// Validates the four auth sections. `credential_names` are the `[credentials.*]` names.
+/// Validates the four auth sections. A virtual key whose `key` is mapped from a secret
+/// reference gets a credential of its own, `virtual_keys.<id>`, added to `credentials`.
 pub fn validate(
     auth: &AuthSection,
     workspaces: BTreeMap<String, WorkspaceSection>,
     api_keys: Vec<ApiKeySection>,
     virtual_keys: BTreeMap<String, VirtualKeySection>,
-    credential_names: &BTreeSet<&str>,
+    credentials: &mut BTreeMap<String, Credential>,
+    secrets: &SecretsSettings,
 ) -> Result<AuthSettings, ConfigError> {
     let mode = parse_mode(auth.mode.as_deref())?;
     if mode == AuthMode::Enforced && api_keys.is_empty() && auth.jwt.is_empty() {
@@ -93,7 +99,7 @@ pub fn validate(
         ));
     }
     let ws = validate_workspaces(workspaces)?;
-    let vks = validate_virtual_keys(virtual_keys, &ws, credential_names)?;
+    let vks = validate_virtual_keys(virtual_keys, &ws, credentials, secrets)?;
     let keys = validate_api_keys(api_keys, &ws, &vks)?;
     Ok(AuthSettings {
         mode,
@@ -202,7 +208,8 @@ fn azure_default(
 fn validate_virtual_keys(
     raw: BTreeMap<String, VirtualKeySection>,
     ws: &BTreeMap<String, Workspace>,
-    credential_names: &BTreeSet<&str>,
+    credentials: &mut BTreeMap<String, Credential>,
+    secrets: &SecretsSettings,
 ) -> Result<BTreeMap<String, VirtualKey>, ConfigError> {
     let mut out = BTreeMap::new();
     for (id, v) in raw {
@@ -215,17 +222,20 @@ fn validate_virtual_keys(
                 format!("unknown provider '{}'", v.provider),
             )
         })?;
-        if !credential_names.contains(v.credential.as_str()) {
-            return Err(invalid(
-                format!("{path}.credential"),
-                format!("no [credentials.{}] section", v.credential),
-            ));
-        }
+        let credential = vk_credential(
+            &path,
+            &id,
+            &workspace,
+            v.credential,
+            v.secret_mappings,
+            credentials,
+            secrets,
+        )?;
         let vk = VirtualKey {
             id: Arc::from(id.as_str()),
             workspace,
             provider,
-            credential: v.credential,
+            credential,
             resource_name: azure_default(
                 format!("{path}.resource_name"),
                 provider,
@@ -242,6 +252,69 @@ fn validate_virtual_keys(
         out.insert(id, vk);
     }
     Ok(out)
+}
+
+/// The credential a virtual key uses: a named one, or its own mapped key. Either way every
+/// secret reference behind it must be available to the key's workspace.
+fn vk_credential(
+    path: &str,
+    id: &str,
+    workspace: &str,
+    named: Option<String>,
+    raw_maps: Vec<secrets::SecretMappingSection>,
+    credentials: &mut BTreeMap<String, Credential>,
+    secrets: &SecretsSettings,
+) -> Result<String, ConfigError> {
+    let mut maps = secrets::mappings(path, Entity::VirtualKey, raw_maps, secrets, Some(workspace))?;
+    let key = secrets::take(&mut maps, &["key"]);
+    secrets::none_left(
+        path,
+        &maps,
+        "a virtual key",
+        "key; map client secrets on the [credentials.*] the key uses",
+    )?;
+    match (named, key) {
+        (Some(_), Some(_)) => Err(invalid(
+            format!("{path}.credential"),
+            "give credential or a secret mapping for key, not both",
+        )),
+        (None, None) => Err(invalid(
+            format!("{path}.credential"),
+            "is required (or a secret mapping for key)",
+        )),
+        (None, Some(u)) => {
+            let name = format!("virtual_keys.{id}");
+            if credentials.contains_key(&name) {
+                return Err(invalid(
+                    format!("credentials.{name}"),
+                    "this name is kept for the virtual key's own mapped key; rename the credential",
+                ));
+            }
+            credentials.insert(name.clone(), Credential::MappedKey(u));
+            Ok(name)
+        }
+        (Some(name), None) => {
+            let cred = credentials.get(&name).ok_or_else(|| {
+                invalid(
+                    format!("{path}.credential"),
+                    format!("no [credentials.{name}] section"),
+                )
+            })?;
+            if let Some(u) = cred.secret_uses() {
+                let r = &secrets.references[u.reference];
+                if !r.allows(workspace) {
+                    return Err(invalid(
+                        format!("{path}.credential"),
+                        format!(
+                            "[credentials.{name}] reads secret reference '{}', which is not available to workspace '{workspace}'",
+                            r.slug
+                        ),
+                    ));
+                }
+            }
+            Ok(name)
+        }
+    }
 }
 
 fn parse_expiry(path: String, v: Option<&str>) -> Result<Option<SystemTime>, ConfigError> {

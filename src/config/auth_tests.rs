@@ -25,8 +25,25 @@ fn parse(text: &str) -> Result<Doc, String> {
 
 fn load(text: &str) -> Result<AuthSettings, String> {
     let d = parse(text)?;
-    let creds = BTreeSet::from(["az", "oa"]);
-    validate(&d.auth, d.workspaces, d.api_keys, d.virtual_keys, &creds).map_err(|e| e.to_string())
+    let mut creds: BTreeMap<String, Credential> = ["az", "oa"]
+        .into_iter()
+        .map(|n| {
+            (
+                n.to_owned(),
+                Credential::ApiKey(crate::secret::Secret::new("k")),
+            )
+        })
+        .collect();
+    let secrets = crate::config::secrets::SecretsSettings::empty();
+    validate(
+        &d.auth,
+        d.workspaces,
+        d.api_keys,
+        d.virtual_keys,
+        &mut creds,
+        &secrets,
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn base(extra: &str) -> String {

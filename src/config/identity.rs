@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::schema::{AwsSection, AzureSection, CredentialSection, TokensSection};
+use super::secrets::SecretUse;
 use super::{invalid, secret_from, ConfigError};
-use crate::credentials::spec::TokenSpec;
+use crate::credentials::spec::{ClientSecret, TokenSpec};
 use crate::credentials::{DEFAULT_AUTHORITY, DEFAULT_IMDS};
 use crate::env::Env;
 use crate::secret::Secret;
@@ -18,6 +19,8 @@ pub struct Identity {
     pub app_service: Option<(String, Secret)>,
     pub aws_region: Option<String>,
     pub sts_endpoint: Option<String>,
+    /// AWS Secrets Manager endpoint override (`aws_sm` secret references).
+    pub secretsmanager_endpoint: Option<String>,
     pub workload: WorkloadDefaults,
     pub ambient_from_headers: bool,
     pub token_idle: Duration,
@@ -32,13 +35,21 @@ pub struct WorkloadDefaults {
     pub token_file: Option<PathBuf>,
 }
 
+/// An Entra client secret: in the config (or its environment), or mapped from a secret
+/// reference and read at each token fetch.
+#[derive(Debug, Clone)]
+pub enum ClientSecretConfig {
+    Inline(Secret),
+    Mapped(SecretUse),
+}
+
 /// A named token credential; the scope may stay open until the route's host is known.
 #[derive(Debug, Clone)]
 pub enum TokenCredential {
     Entra {
         tenant: String,
         client_id: String,
-        secret: Secret,
+        secret: ClientSecretConfig,
         scope: Option<String>,
     },
     Managed {
@@ -59,7 +70,12 @@ pub enum TokenCredential {
 }
 
 impl TokenCredential {
-    pub fn spec(&self, default_scope: &str) -> TokenSpec {
+    /// The spec to cache tokens under; `mapped` turns a secret mapping into its lookup.
+    pub fn spec(
+        &self,
+        default_scope: &str,
+        mapped: &dyn Fn(&SecretUse) -> ClientSecret,
+    ) -> TokenSpec {
         let scope = |s: &Option<String>| s.clone().unwrap_or_else(|| default_scope.to_owned());
         match self {
             TokenCredential::Entra {
@@ -70,7 +86,10 @@ impl TokenCredential {
             } => TokenSpec::Entra {
                 tenant: tenant.clone(),
                 client_id: client_id.clone(),
-                secret: secret.clone(),
+                secret: match secret {
+                    ClientSecretConfig::Inline(v) => ClientSecret::Value(v.clone()),
+                    ClientSecretConfig::Mapped(u) => mapped(u),
+                },
                 scope: scope(s),
             },
             TokenCredential::Managed {
@@ -149,6 +168,15 @@ pub fn validate_identity(
                 .map(str::to_owned)
         }),
         sts_endpoint: url_setting("aws.sts_endpoint", aws.sts_endpoint)?,
+        secretsmanager_endpoint: url_setting(
+            "aws.secretsmanager_endpoint",
+            aws.secretsmanager_endpoint,
+        )?
+        .or_else(|| {
+            env.get("AWS_ENDPOINT_URL_SECRETSMANAGER")
+                .or(env.get("AWS_ENDPOINT_URL"))
+                .map(str::to_owned)
+        }),
         workload: WorkloadDefaults {
             tenant: env.get("AZURE_TENANT_ID").map(str::to_owned),
             client_id: env.get("AZURE_CLIENT_ID").map(str::to_owned),
@@ -160,10 +188,11 @@ pub fn validate_identity(
     })
 }
 
-/// A `[credentials.<name>]` of a token type.
+/// A `[credentials.<name>]` of a token type; `mapped_secret` is the client secret's mapping.
 pub fn token_credential(
     path: &str,
     c: CredentialSection,
+    mapped_secret: Option<SecretUse>,
     identity: &Identity,
     env: &Env,
 ) -> Result<TokenCredential, ConfigError> {
@@ -180,8 +209,12 @@ pub fn token_credential(
         "entra" => TokenCredential::Entra {
             tenant: need("tenant_id", c.tenant_id.clone())?,
             client_id: need("client_id", c.client_id.clone())?,
-            secret: secret_from(&format!("{path}.client_secret"), c.client_secret, c.client_secret_env, env)?
-                .ok_or_else(|| invalid(format!("{path}.client_secret"), "is required for type entra (or client_secret_env)"))?,
+            secret: match (secret_from(&format!("{path}.client_secret"), c.client_secret, c.client_secret_env, env)?, mapped_secret) {
+                (Some(_), Some(_)) => return Err(invalid(format!("{path}.client_secret"), "give client_secret or a secret mapping for it, not both")),
+                (Some(s), None) => ClientSecretConfig::Inline(s),
+                (None, Some(u)) => ClientSecretConfig::Mapped(u),
+                (None, None) => return Err(invalid(format!("{path}.client_secret"), "is required for type entra (or client_secret_env, or a secret mapping)")),
+            },
             scope: c.scope,
         },
         "managed" => TokenCredential::Managed { client_id: c.client_id, scope: c.scope },

@@ -5,6 +5,7 @@ pub mod auth;
 mod identity;
 pub mod jwt;
 mod schema;
+pub mod secrets;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -15,8 +16,9 @@ use crate::routing::custom_host::TrustedHosts;
 use crate::routing::provider::Provider;
 use crate::routing::url::BaseUrl;
 use crate::secret::Secret;
-pub use identity::{Identity, TokenCredential, WorkloadDefaults};
+pub use identity::{ClientSecretConfig, Identity, TokenCredential, WorkloadDefaults};
 use schema::FileConfig;
+use secrets::{Entity, SecretUse, SecretsSettings};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9787";
@@ -63,6 +65,8 @@ pub struct Config {
     /// Client authentication: posture, gateway keys, workspaces, virtual keys.
     pub auth: auth::AuthSettings,
     pub jwt: Vec<crate::auth::jwt::JwtSettings>,
+    /// Secret references and the cache policy for their values.
+    pub secrets: SecretsSettings,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -77,6 +81,8 @@ pub struct Timeouts {
 pub struct ProviderSettings {
     pub base_url: Option<BaseUrl>,
     pub api_key: Option<Secret>,
+    /// The default key from a secret reference instead of `api_key`.
+    pub key_mapping: Option<SecretUse>,
     pub api_version: Option<String>,
 }
 
@@ -84,7 +90,23 @@ pub struct ProviderSettings {
 #[derive(Debug, Clone)]
 pub enum Credential {
     ApiKey(Secret),
+    /// An API key read from a secret reference.
+    MappedKey(SecretUse),
     Token(TokenCredential),
+}
+
+impl Credential {
+    /// The secret references this credential reads.
+    pub fn secret_uses(&self) -> Option<&SecretUse> {
+        match self {
+            Credential::MappedKey(u)
+            | Credential::Token(TokenCredential::Entra {
+                secret: ClientSecretConfig::Mapped(u),
+                ..
+            }) => Some(u),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -159,12 +181,26 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
         }
     }
 
-    let providers = validate_providers(f.providers, env)?;
     let identity = identity::validate_identity(f.azure, f.aws, f.tokens, env)?;
-    let credentials = validate_credentials(f.credentials, &identity, env)?;
+    let workspace_names: BTreeSet<String> = f.workspaces.keys().cloned().collect();
+    let secrets = secrets::validate(
+        f.secrets,
+        f.secret_references,
+        &workspace_names.iter().map(String::as_str).collect(),
+        &identity,
+        env,
+    )?;
+    let providers = validate_providers(f.providers, &secrets, env)?;
+    let mut credentials = validate_credentials(f.credentials, &secrets, &identity, env)?;
     let routes = validate_routes(f.routes, &credentials)?;
-    let names: BTreeSet<&str> = credentials.keys().map(String::as_str).collect();
-    let auth = auth::validate(&f.auth, f.workspaces, f.api_keys, f.virtual_keys, &names)?;
+    let auth = auth::validate(
+        &f.auth,
+        f.workspaces,
+        f.api_keys,
+        f.virtual_keys,
+        &mut credentials,
+        &secrets,
+    )?;
     let jwt = f
         .auth
         .jwt
@@ -190,6 +226,7 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
         identity,
         auth,
         jwt,
+        secrets,
     })
 }
 
@@ -260,6 +297,7 @@ pub(crate) fn secret_from(
 
 fn validate_providers(
     raw: BTreeMap<String, schema::ProviderSection>,
+    secrets: &SecretsSettings,
     env: &Env,
 ) -> Result<BTreeMap<Provider, ProviderSettings>, ConfigError> {
     let mut out = BTreeMap::new();
@@ -279,9 +317,20 @@ fn validate_providers(
             ));
         }
         let api_key = secret_from(&format!("{path}.api_key"), p.api_key, p.api_key_env, env)?;
+        let mut maps =
+            secrets::mappings(&path, Entity::Integration, p.secret_mappings, secrets, None)?;
+        let key_mapping = secrets::take(&mut maps, &["key"]);
+        secrets::none_left(&path, &maps, "a provider", "key")?;
+        if api_key.is_some() && key_mapping.is_some() {
+            return Err(invalid(
+                format!("{path}.api_key"),
+                "give api_key or a secret mapping for key, not both",
+            ));
+        }
         let settings = ProviderSettings {
             base_url,
             api_key,
+            key_mapping,
             api_version: p.api_version,
         };
         if out.insert(provider, settings).is_some() {
@@ -293,17 +342,60 @@ fn validate_providers(
 
 fn validate_credentials(
     raw: BTreeMap<String, schema::CredentialSection>,
+    secrets: &SecretsSettings,
     identity: &Identity,
     env: &Env,
 ) -> Result<BTreeMap<String, Credential>, ConfigError> {
     let mut out = BTreeMap::new();
-    for (name, c) in raw {
+    for (name, mut c) in raw {
         let path = format!("credentials.{name}");
+        let raw_maps = std::mem::take(&mut c.secret_mappings);
+        let mut maps = secrets::mappings(&path, Entity::Integration, raw_maps, secrets, None)?;
         let cred = match c.kind.as_str() {
-            "api_key" => secret_from(&format!("{path}.key"), c.key, c.key_env, env)?
-                .map(Credential::ApiKey)
-                .ok_or_else(|| invalid(&path, "type api_key needs key or key_env"))?,
-            _ => Credential::Token(identity::token_credential(&path, c, identity, env)?),
+            "api_key" => {
+                let mapped = secrets::take(&mut maps, &["key"]);
+                secrets::none_left(&path, &maps, "type api_key", "key")?;
+                match (
+                    secret_from(&format!("{path}.key"), c.key, c.key_env, env)?,
+                    mapped,
+                ) {
+                    (Some(_), Some(_)) => {
+                        return Err(invalid(
+                            format!("{path}.key"),
+                            "give key or a secret mapping for key, not both",
+                        ))
+                    }
+                    (Some(k), None) => Credential::ApiKey(k),
+                    (None, Some(u)) => Credential::MappedKey(u),
+                    (None, None) => {
+                        return Err(invalid(
+                            &path,
+                            "type api_key needs key, key_env or a secret mapping for key",
+                        ))
+                    }
+                }
+            }
+            kind => {
+                let mapped = secrets::take(
+                    &mut maps,
+                    &[
+                        "configurations.azure_entra_client_secret",
+                        "configurations.client_secret",
+                    ],
+                );
+                let allowed = match kind {
+                    "entra" => "configurations.azure_entra_client_secret",
+                    _ => "nothing for this type",
+                };
+                secrets::none_left(&path, &maps, &format!("type {kind}"), allowed)?;
+                if mapped.is_some() && kind != "entra" {
+                    return Err(invalid(
+                        format!("{path}.secret_mappings"),
+                        format!("type {kind} has no client secret to map"),
+                    ));
+                }
+                Credential::Token(identity::token_credential(&path, c, mapped, identity, env)?)
+            }
         };
         out.insert(name, cred);
     }

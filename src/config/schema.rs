@@ -47,6 +47,10 @@ pub struct FileConfig {
     pub api_keys: Vec<super::auth::ApiKeySection>,
     #[serde(default)]
     pub virtual_keys: BTreeMap<String, super::auth::VirtualKeySection>,
+    #[serde(default)]
+    pub secrets: super::secrets::SecretsSection,
+    #[serde(default)]
+    pub secret_references: Vec<super::secrets::SecretReferenceSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,6 +72,9 @@ pub struct AwsSection {
     pub region: Option<String>,
     /// STS endpoint for `GetWebIdentityToken`. Default: `AWS_ENDPOINT_URL_STS` / `AWS_ENDPOINT_URL`, else regional.
     pub sts_endpoint: Option<String>,
+    /// Secrets Manager endpoint for `aws_sm` references. Default:
+    /// `AWS_ENDPOINT_URL_SECRETSMANAGER` / `AWS_ENDPOINT_URL`, else regional.
+    pub secretsmanager_endpoint: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,6 +110,9 @@ pub struct ProviderSection {
     pub api_key_env: Option<String>,
     /// Default `api-version` (Azure providers only).
     pub api_version: Option<String>,
+    /// `key` from a secret reference instead of `api_key`.
+    #[serde(default)]
+    pub secret_mappings: Vec<super::secrets::SecretMappingSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +128,10 @@ pub struct CredentialSection {
     pub client_secret_env: Option<String>,
     pub scope: Option<String>,
     pub token_file: Option<String>,
+    /// `key` (api_key) or `configurations.azure_entra_client_secret` (entra) from a secret
+    /// reference.
+    #[serde(default)]
+    pub secret_mappings: Vec<super::secrets::SecretMappingSection>,
 }
 
 #[derive(Debug, Deserialize)]

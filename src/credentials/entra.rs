@@ -10,6 +10,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::http::{endpoint_name, parse_token, HttpReply};
+use super::spec::ClientSecret;
 use super::{AuthMode, CredentialError, CredentialSource, IdentityHttp, Token};
 use crate::secret::Secret;
 
@@ -146,23 +147,35 @@ pub struct EntraSecret {
     pub authority: String,
     pub tenant: String,
     pub client_id: String,
-    pub secret: Secret,
+    pub secret: ClientSecret,
     /// Default [`super::COGNITIVE_SCOPE`].
     pub scope: String,
 }
 
 impl EntraSecret {
+    /// A mapped secret is read from its cache first; when Entra refuses it, the cache is told,
+    /// so the next attempt fetches the (perhaps rotated) secret afresh.
     pub async fn get_token(&self) -> Result<Token, CredentialError> {
-        exchange(
+        let secret = match &self.secret {
+            ClientSecret::Value(v) => v.clone(),
+            ClientSecret::Lookup(l) => l.current().await?,
+        };
+        let result = exchange(
             &self.http,
             AuthMode::Entra,
             &self.authority,
             &self.tenant,
             &self.client_id,
             &self.scope,
-            ClientAuth::Secret(&self.secret),
+            ClientAuth::Secret(&secret),
         )
-        .await
+        .await;
+        if let (Err(CredentialError::Rejected { .. }), ClientSecret::Lookup(l)) =
+            (&result, &self.secret)
+        {
+            l.refused(&secret);
+        }
+        result
     }
 }
 

@@ -161,7 +161,7 @@ pub fn sts_error(err: &SdkError<GetWebIdentityTokenError>) -> CredentialError {
 }
 
 /// `outer: inner: …: root`, Display only: the SDK's Debug output would be noise.
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut next = err.source();
     while let Some(e) = next {

@@ -119,7 +119,7 @@ pub fn endpoint_name(url: &Url) -> String {
 }
 
 /// What went wrong on the wire, without the URL reqwest would otherwise print.
-fn transport_reason(e: &reqwest::Error) -> String {
+pub(crate) fn transport_reason(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

@@ -6,8 +6,9 @@
 
 pub mod entra;
 pub mod federated;
-mod http;
+pub(crate) mod http;
 pub mod imds;
+pub mod secrets;
 pub mod spec;
 pub mod workload;
 

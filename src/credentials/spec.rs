@@ -16,13 +16,32 @@ use super::{
 };
 use crate::secret::Secret;
 
+/// An Entra client secret: the value itself, or a lookup in the secret cache (a secret
+/// mapping), read at each token fetch.
+#[derive(Debug, Clone)]
+pub enum ClientSecret {
+    Value(Secret),
+    Lookup(Arc<dyn SecretLookup>),
+}
+
+/// A mapped secret as a token source sees it; implemented by the secret cache.
+#[async_trait]
+pub trait SecretLookup: Send + Sync + std::fmt::Debug {
+    /// Stable identity of the mapping (reference slug and key), for the token cache key.
+    fn label(&self) -> &str;
+    /// The current value, fetched when the cache has none.
+    async fn current(&self) -> Result<Secret, CredentialError>;
+    /// The identity provider refused `value`: fetch afresh next time.
+    fn refused(&self, value: &Secret);
+}
+
 /// A token credential. `ApiKey` never gets here: static keys need no cache.
 #[derive(Debug, Clone)]
 pub enum TokenSpec {
     Entra {
         tenant: String,
         client_id: String,
-        secret: Secret,
+        secret: ClientSecret,
         scope: String,
     },
     Managed {
@@ -76,9 +95,17 @@ impl TokenSpec {
             TokenSpec::Entra {
                 tenant,
                 client_id,
-                secret,
+                secret: ClientSecret::Value(secret),
                 scope,
             } => (tenant, client_id, scope, secret.expose().as_bytes()),
+            // Labels start with NUL, which no header value can hold, so a caller cannot send a
+            // label as its client secret and ride on the mapped credential's token.
+            TokenSpec::Entra {
+                tenant,
+                client_id,
+                secret: ClientSecret::Lookup(l),
+                scope,
+            } => (tenant, client_id, scope, l.label().as_bytes()),
             TokenSpec::Managed { client_id, scope } => {
                 ("", client_id.as_deref().unwrap_or(""), scope, b"")
             }
@@ -278,7 +305,7 @@ mod tests {
         let spec = |s: &str| TokenSpec::Entra {
             tenant: "t".into(),
             client_id: "c".into(),
-            secret: Secret::new(s),
+            secret: ClientSecret::Value(Secret::new(s)),
             scope: "x/.default".into(),
         };
         assert_eq!(spec("a").key(), spec("a").key());

@@ -27,6 +27,7 @@ use crate::routing::{Plan, RouteError, RouteId, Router, UpstreamAuth};
 pub struct Gateway {
     pub auth: Arc<crate::auth::gate::Authenticator>,
     pub router: Arc<Router>,
+    pub secrets: Arc<crate::cache::secrets::SecretStore>,
     pub dns: Arc<Dns>,
     pub metrics: Arc<Metrics>,
     pub timeouts: Timeouts,
@@ -39,6 +40,8 @@ pub struct Ctx {
     addr: Option<SocketAddr>,
     /// The token this request carries upstream, when its credential is a token.
     token: Option<Arc<CachedToken>>,
+    /// The mapped key this request carries upstream: its header and the value's version.
+    secret: Option<(http::HeaderValue, u64)>,
     /// The upstream rejected `token` with 401 and the request is being sent again.
     retrying_401: bool,
     /// Who is calling, in the enforced posture (workspace and role, for later steps).
@@ -99,43 +102,90 @@ impl Gateway {
             );
             return Err(ErrorResponse::from(&e));
         }
-        if let Some(UpstreamAuth::Token(slot)) = &plan.auth {
-            let token = slot
-                .get(&self.metrics)
-                .await
-                .map_err(|e| error::for_credential(&e, slot.name.is_some()))?;
-            ctx.token = Some(token);
+        if let Some(id) = plan.secret_ref {
+            let workspace = ctx.caller.as_ref().map(|c| &*c.workspace);
+            if !self.secrets.allows(id, workspace) {
+                return Err(error::secret_forbidden(self.secrets.slug(id), workspace));
+            }
+        }
+        match &plan.auth {
+            Some(UpstreamAuth::Token(slot)) => {
+                let token = slot
+                    .get(&self.metrics)
+                    .await
+                    .map_err(|e| error::for_credential(&e, slot.name.is_some()))?;
+                ctx.token = Some(token);
+            }
+            Some(UpstreamAuth::Secret(s)) => ctx.secret = Some(self.secret_header(s).await?),
+            _ => {}
         }
         ctx.addr = Some(SocketAddr::new(ip, plan.port));
         ctx.plan = Some(plan);
         Ok(())
     }
 
-    /// After a 401: a fresh token for the retry (single flight with concurrent requests).
-    async fn renew_token(&self, ctx: &mut Ctx) -> Result<()> {
-        if let Some(UpstreamAuth::Token(slot)) = ctx.plan.as_ref().and_then(|p| p.auth.as_ref()) {
-            let token = slot.get(&self.metrics).await.map_err(|e| {
-                let resp = error::for_credential(&e, slot.name.is_some());
-                Error::explain(pingora::ErrorType::HTTPStatus(resp.status), resp.message)
-            })?;
-            ctx.token = Some(token);
+    /// The mapped key's header for this request (the store fetches it if it must).
+    async fn secret_header(
+        &self,
+        s: &crate::routing::SecretAuth,
+    ) -> Result<(http::HeaderValue, u64), ErrorResponse> {
+        let c = self.secrets.get(s.id).await.map_err(|e| {
+            log::warn!("{e}: {}", e.cause);
+            error::for_secret(&e)
+        })?;
+        match s.header(&c) {
+            Some(h) => Ok((h, c.version)),
+            None => Err(ErrorResponse::openai(
+                503,
+                format!(
+                    "secret reference '{}' holds characters not allowed in a header",
+                    self.secrets.slug(s.id)
+                ),
+                "secret_unavailable",
+            )),
+        }
+    }
+
+    /// After a 401: a fresh token or secret for the retry (single flight with concurrent
+    /// requests).
+    async fn renew_credential(&self, ctx: &mut Ctx) -> Result<()> {
+        let as_error = |resp: ErrorResponse| {
+            Error::explain(pingora::ErrorType::HTTPStatus(resp.status), resp.message)
+        };
+        match ctx.plan.as_ref().and_then(|p| p.auth.as_ref()) {
+            Some(UpstreamAuth::Token(slot)) => {
+                let token = slot
+                    .get(&self.metrics)
+                    .await
+                    .map_err(|e| as_error(error::for_credential(&e, slot.name.is_some())))?;
+                ctx.token = Some(token);
+            }
+            Some(UpstreamAuth::Secret(s)) => {
+                ctx.secret = Some(self.secret_header(s).await.map_err(as_error)?);
+            }
+            _ => {}
         }
         Ok(())
     }
 
-    /// On a 401 to a cached token: drop the token and ask Pingora to send the request again,
-    /// once, when the request body is still held in Pingora's retry buffer.
+    /// On a 401 to a cached token or a mapped key: drop it (the secret store refetches the
+    /// key) and ask Pingora to send the request again, once, when the request body is still
+    /// held in Pingora's retry buffer.
     fn on_upstream_status(&self, session: &Session, status: u16, ctx: &mut Ctx) -> Result<()> {
         if status != 401 || ctx.retrying_401 {
             return Ok(());
         }
-        let (Some(UpstreamAuth::Token(slot)), Some(token)) = (
+        match (
             ctx.plan.as_ref().and_then(|p| p.auth.as_ref()),
-            ctx.token.as_ref(),
-        ) else {
-            return Ok(());
-        };
-        slot.reject(token);
+            &ctx.token,
+            &ctx.secret,
+        ) {
+            (Some(UpstreamAuth::Token(slot)), Some(token), _) => slot.reject(token),
+            (Some(UpstreamAuth::Secret(s)), _, Some((_, version))) => {
+                self.secrets.reject(s.id, *version)
+            }
+            _ => return Ok(()),
+        }
         if session.as_ref().retry_buffer_truncated() {
             return Ok(());
         }
@@ -143,7 +193,7 @@ impl Gateway {
         self.metrics.upstream_401_retries.inc();
         let mut e = Error::explain(
             pingora::ErrorType::HTTPStatus(401),
-            "upstream rejected the token",
+            "upstream rejected the credential",
         );
         e.set_retry(true);
         Err(e)
@@ -186,6 +236,7 @@ impl ProxyHttp for Gateway {
             plan: None,
             addr: None,
             token: None,
+            secret: None,
             retrying_401: false,
             caller: None,
             _in_flight: None,
@@ -207,7 +258,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         if ctx.retrying_401 {
-            self.renew_token(ctx).await?;
+            self.renew_credential(ctx).await?;
         }
         match (&ctx.plan, ctx.addr) {
             (Some(plan), Some(addr)) => Ok(Box::new(self.peer(plan, addr))),
@@ -225,7 +276,12 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         match &ctx.plan {
-            Some(plan) => upstream::rewrite(req, plan, ctx.token.as_deref()),
+            Some(plan) => upstream::rewrite(
+                req,
+                plan,
+                ctx.token.as_deref(),
+                ctx.secret.as_ref().map(|s| &s.0),
+            ),
             None => Ok(()),
         }
     }

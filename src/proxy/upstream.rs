@@ -23,7 +23,12 @@ const CREDENTIAL_HEADERS: [HeaderName; 7] = [
     http::header::COOKIE,
 ];
 
-pub fn rewrite(req: &mut RequestHeader, plan: &Plan, token: Option<&CachedToken>) -> Result<()> {
+pub fn rewrite(
+    req: &mut RequestHeader,
+    plan: &Plan,
+    token: Option<&CachedToken>,
+    secret: Option<&http::HeaderValue>,
+) -> Result<()> {
     for name in &CREDENTIAL_HEADERS {
         req.remove_header(name);
     }
@@ -41,6 +46,11 @@ pub fn rewrite(req: &mut RequestHeader, plan: &Plan, token: Option<&CachedToken>
         (Some(UpstreamAuth::Static(a)), _) => req.insert_header(a.name.clone(), a.value.clone())?,
         (Some(UpstreamAuth::Token(_)), Some(t)) => {
             req.insert_header(AUTHORIZATION, t.header.clone())?
+        }
+        (Some(UpstreamAuth::Secret(s)), _) => {
+            if let Some(v) = secret {
+                req.insert_header(s.name.clone(), v.clone())?
+            }
         }
         _ => {}
     }

@@ -27,6 +27,7 @@ pub struct Refresher {
     pub dns: Arc<Dns>,
     pub fixed_hosts: Vec<Arc<str>>,
     pub tokens: Arc<TokenCache>,
+    pub secrets: Arc<crate::cache::secrets::SecretStore>,
     /// JWKS documents of the JWT validators, with their refresh intervals.
     pub jwks: Vec<(Arc<JwksCache>, Duration)>,
     pub metrics: Arc<Metrics>,
@@ -55,9 +56,11 @@ impl Refresher {
         }
     }
 
-    /// Ready once every configured credential holds a token.
+    /// Ready once every configured credential holds a token and every mapped secret (when
+    /// prefetched) a value.
     fn update_ready(&self) {
         if !self.ready.load(std::sync::atomic::Ordering::Relaxed)
+            && self.secrets.ready()
             && self
                 .tokens
                 .all()
@@ -66,7 +69,7 @@ impl Refresher {
                 .all(|s| s.has_token())
         {
             crate::app::set_ready(&self.ready);
-            log::info!("keyway is ready: every configured credential holds a token");
+            log::info!("keyway is ready: every configured credential holds a token or secret");
         }
     }
 }
@@ -135,6 +138,7 @@ impl BackgroundService for Refresher {
                 _ = shutdown.changed() => return,
                 _ = tick.tick() => {
                     self.refresh_due_tokens();
+                    self.secrets.refresh_due();
                     self.update_ready();
                 }
                 _ = dns_tick.tick() => {

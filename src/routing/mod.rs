@@ -15,12 +15,15 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
+use crate::cache::secrets::{MappedSecret, SecretStore};
 use crate::cache::tokens::TokenCache;
+use crate::config::secrets::SecretUse;
 use crate::config::{Config, Credential};
+use crate::credentials::spec::ClientSecret;
 use crate::credentials::spec::IdentityContext;
 use crate::credentials::{AI_FOUNDRY_SCOPE, COGNITIVE_SCOPE};
 use custom_host::TrustedHosts;
-pub use plan::{AuthHeader, Plan, RouteError, RouteId, UpstreamAuth};
+pub use plan::{AuthHeader, Plan, RouteError, RouteId, SecretAuth, UpstreamAuth};
 use provider::{AuthStyle, Provider, ANTHROPIC_VERSION};
 use url::BaseUrl;
 
@@ -55,6 +58,8 @@ struct ProviderRuntime {
     fixed: Option<FixedHost>,
     /// The config file's key, as a ready header; used when the client brings none.
     default_key: Option<crate::secret::Secret>,
+    /// The default key from a secret reference: (native, OpenAI-compatible) header styles.
+    mapped_key: Option<(UpstreamAuth, UpstreamAuth)>,
     api_version: Option<Box<str>>,
     /// The config file overrides the base URL.
     configured: bool,
@@ -69,6 +74,7 @@ struct RouteRuntime {
     fixed: FixedHost,
     strip_prefix: bool,
     auth: Option<UpstreamAuth>,
+    secret_ref: Option<usize>,
 }
 
 /// Routing tables built once from the config; shared by every request.
@@ -83,45 +89,62 @@ pub struct Router {
     identity_defaults: crate::config::WorkloadDefaults,
     ambient_from_headers: bool,
     pub(crate) virtual_keys: crate::auth::workspace::VirtualKeys,
-    /// Each virtual key's upstream credential, built once.
-    vk_auth: std::collections::HashMap<String, Option<UpstreamAuth>>,
+    /// Each virtual key's upstream credential (and the secret behind it), built once.
+    vk_auth: std::collections::HashMap<String, (Option<UpstreamAuth>, Option<usize>)>,
+}
+
+/// What `Router::new` needs besides the config: the caches credentials live in.
+pub struct Caches<'a> {
+    pub tokens: Arc<TokenCache>,
+    pub secrets: &'a Arc<SecretStore>,
+    pub identity: IdentityContext,
 }
 
 impl Router {
-    pub fn new(
-        config: &Config,
-        tokens: Arc<TokenCache>,
-        identity: IdentityContext,
-    ) -> Result<Router, String> {
+    pub fn new(config: &Config, caches: Caches<'_>) -> Result<Router, String> {
+        let Caches {
+            tokens,
+            secrets,
+            identity,
+        } = caches;
         let providers = Provider::ALL
             .iter()
             .map(|&p| {
                 let settings = config.providers.get(&p);
+                let mapped_key = settings
+                    .and_then(|s| s.key_mapping.as_ref())
+                    .map(|u| {
+                        let id = secret_id(secrets, u)?;
+                        Ok::<_, String>((secret_auth(p, id, true), secret_auth(p, id, false)))
+                    })
+                    .transpose()?
+                    .and_then(|(a, b)| Some((a?, b?)));
                 let base = settings
                     .and_then(|s| s.base_url.clone())
                     .unwrap_or_else(|| {
                         BaseUrl::parse(p.default_base_url()).expect("built-in base URLs parse")
                     });
-                ProviderRuntime {
+                Ok(ProviderRuntime {
                     configured: settings.is_some_and(|s| s.base_url.is_some()),
                     fixed: FixedHost::of(&base),
                     base,
                     default_key: settings.and_then(|s| s.api_key.clone()),
+                    mapped_key,
                     api_version: settings.and_then(|s| s.api_version.as_deref().map(Into::into)),
-                }
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, String>>()?;
+        let ctx = AuthContext {
+            config,
+            tokens: &tokens,
+            secrets,
+            identity: &identity,
+        };
         let mut routes = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
-            let auth = credential_auth(
-                config,
-                &tokens,
-                &identity,
-                r.provider,
-                &r.credential,
-                &r.upstream.host,
-            )
-            .map_err(|e| format!("routes.{}: credential {}: {e}", r.name, r.credential))?;
+            let (auth, secret_ref) = ctx
+                .credential_auth(r.provider, &r.credential, &r.upstream.host)
+                .map_err(|e| format!("routes.{}: credential {}: {e}", r.name, r.credential))?;
             routes.push(RouteRuntime {
                 path_prefix: r.path_prefix.clone(),
                 host: r.host.clone(),
@@ -130,6 +153,7 @@ impl Router {
                 base: r.upstream.clone(),
                 strip_prefix: r.strip_prefix,
                 auth,
+                secret_ref,
             });
         }
         let mut vk_auth = std::collections::HashMap::new();
@@ -145,19 +169,14 @@ impl Router {
             let host = base
                 .host_with(vk.resource_name.as_deref(), None)
                 .into_owned();
-            let auth = credential_auth(
-                config,
-                &tokens,
-                &identity,
-                vk.provider,
-                &vk.credential,
-                &host,
-            )
-            .map_err(|e| format!("virtual_keys.{}: credential {}: {e}", vk.id, vk.credential))?;
+            let auth = ctx
+                .credential_auth(vk.provider, &vk.credential, &host)
+                .map_err(|e| {
+                    format!("virtual_keys.{}: credential {}: {e}", vk.id, vk.credential)
+                })?;
             vk_auth.insert(vk.id.to_string(), auth);
         }
-        let mut route_names = vec!["none".to_owned(), "portkey".to_owned()];
-        route_names.extend(config.routes.iter().map(|r| r.name.clone()));
+        let route_names = route_names(config);
         Ok(Router {
             providers,
             routes,
@@ -214,9 +233,9 @@ impl Router {
         }
     }
 
-    /// The precomputed upstream credential of virtual key `id`.
-    pub(crate) fn vk_auth(&self, id: &str) -> Option<UpstreamAuth> {
-        self.vk_auth.get(id).cloned().flatten()
+    /// The precomputed upstream credential of virtual key `id`, and the secret behind it.
+    pub(crate) fn vk_auth(&self, id: &str) -> (Option<UpstreamAuth>, Option<usize>) {
+        self.vk_auth.get(id).cloned().unwrap_or_default()
     }
 
     fn match_route(&self, path: &str, host: Option<&str>) -> Option<(usize, &RouteRuntime)> {
@@ -262,32 +281,84 @@ impl Router {
             check_resolved_ips: false,
             read_timeout: None,
             virtual_key: None,
+            secret_ref: r.secret_ref,
         }
     }
 }
 
-/// The upstream credential of a `[credentials.<name>]` used with `provider` at `host` (the host
-/// picks the default Entra scope).
-fn credential_auth(
-    config: &Config,
-    tokens: &TokenCache,
-    identity: &IdentityContext,
-    provider: Provider,
-    name: &str,
-    host: &str,
-) -> Result<Option<UpstreamAuth>, String> {
-    match &config.credentials[name] {
-        Credential::ApiKey(key) => {
-            Ok(auth_for(provider, key.expose(), true)?.map(UpstreamAuth::Static))
-        }
-        Credential::Token(t) => {
-            let spec = t.spec(default_scope(host));
-            let slot = tokens
-                .slot(&spec, Some(name), || identity.source(&spec))
-                .ok_or("tokens.max_cached is smaller than the number of configured credentials")?;
-            Ok(Some(UpstreamAuth::Token(slot)))
-        }
+/// Metric labels for `RouteId`s, in index order: "none", "portkey", then the configured routes.
+pub fn route_names(config: &Config) -> Vec<String> {
+    let mut names = vec!["none".to_owned(), "portkey".to_owned()];
+    names.extend(config.routes.iter().map(|r| r.name.clone()));
+    names
+}
+
+/// Where configured credentials are turned into upstream auth.
+struct AuthContext<'a> {
+    config: &'a Config,
+    tokens: &'a TokenCache,
+    secrets: &'a Arc<SecretStore>,
+    identity: &'a IdentityContext,
+}
+
+impl AuthContext<'_> {
+    /// The upstream credential of a `[credentials.<name>]` used with `provider` at `host` (the
+    /// host picks the default Entra scope), and the secret-store entry behind it.
+    fn credential_auth(
+        &self,
+        provider: Provider,
+        name: &str,
+        host: &str,
+    ) -> Result<(Option<UpstreamAuth>, Option<usize>), String> {
+        let cred = &self.config.credentials[name];
+        let secret_ref = cred
+            .secret_uses()
+            .map(|u| secret_id(self.secrets, u))
+            .transpose()?;
+        let auth = match cred {
+            Credential::ApiKey(key) => {
+                auth_for(provider, key.expose(), true)?.map(UpstreamAuth::Static)
+            }
+            Credential::MappedKey(_) => secret_ref.and_then(|id| secret_auth(provider, id, true)),
+            Credential::Token(t) => {
+                let mapped = |_: &SecretUse| match secret_ref {
+                    Some(id) => {
+                        ClientSecret::Lookup(Arc::new(MappedSecret::new(self.secrets.clone(), id)))
+                    }
+                    None => unreachable!("a mapped client secret has a store entry"),
+                };
+                let spec = t.spec(default_scope(host), &mapped);
+                let slot = self
+                    .tokens
+                    .slot(&spec, Some(name), || self.identity.source(&spec))
+                    .ok_or(
+                        "tokens.max_cached is smaller than the number of configured credentials",
+                    )?;
+                Some(UpstreamAuth::Token(slot))
+            }
+        };
+        Ok((auth, secret_ref))
     }
+}
+
+fn secret_id(secrets: &SecretStore, u: &SecretUse) -> Result<usize, String> {
+    secrets
+        .id(u)
+        .ok_or_else(|| "secret mapping without a store entry".to_owned())
+}
+
+/// A mapped key's header for `provider`; `native` as in `auth_for`.
+fn secret_auth(provider: Provider, id: usize, native: bool) -> Option<UpstreamAuth> {
+    let (name, bearer) = match provider.auth_style() {
+        AuthStyle::None => return None,
+        AuthStyle::Bearer => (AUTHORIZATION, true),
+        AuthStyle::AzureApiKey => (API_KEY, false),
+        AuthStyle::Anthropic if native => (X_API_KEY, false),
+        AuthStyle::Anthropic => (AUTHORIZATION, true),
+    };
+    Some(UpstreamAuth::Secret(Arc::new(SecretAuth::new(
+        id, name, bearer,
+    ))))
 }
 
 /// Entra scope for an Azure host: AI Foundry hosts want their own audience.

@@ -3,9 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use http::{HeaderName, HeaderValue};
 
 use super::provider::Provider;
+use crate::cache::secrets::Cached;
 use crate::cache::tokens::TokenSlot;
 
 /// Index into `Router::route_names()`: 0 none, 1 Portkey headers, 2.. configured routes.
@@ -31,6 +33,47 @@ pub enum UpstreamAuth {
     Static(AuthHeader),
     /// `Authorization: Bearer` from a cached token (Entra, managed, workload, federated).
     Token(Arc<TokenSlot>),
+    /// An API key from a secret manager (a secret mapping on `key`).
+    Secret(Arc<SecretAuth>),
+}
+
+/// How a mapped key becomes its header; the last header built is kept per value version, so a
+/// request formats nothing while the value is unchanged.
+#[derive(Debug)]
+pub struct SecretAuth {
+    /// Entry id in the secret store.
+    pub id: usize,
+    pub name: HeaderName,
+    pub bearer: bool,
+    built: ArcSwapOption<(u64, HeaderValue)>,
+}
+
+impl SecretAuth {
+    pub fn new(id: usize, name: HeaderName, bearer: bool) -> SecretAuth {
+        SecretAuth {
+            id,
+            name,
+            bearer,
+            built: ArcSwapOption::empty(),
+        }
+    }
+
+    /// The header value for `c`; `None` when the secret holds characters a header cannot.
+    pub fn header(&self, c: &Cached) -> Option<HeaderValue> {
+        if let Some(b) = self.built.load().as_ref() {
+            if b.0 == c.version {
+                return Some(b.1.clone());
+            }
+        }
+        let mut v = match self.bearer {
+            true => HeaderValue::try_from(format!("Bearer {}", c.value.expose())),
+            false => HeaderValue::from_str(c.value.expose()),
+        }
+        .ok()?;
+        v.set_sensitive(true);
+        self.built.store(Some(Arc::new((c.version, v.clone()))));
+        Some(v)
+    }
 }
 
 /// Everything the proxy needs to send one request upstream.
@@ -54,6 +97,9 @@ pub struct Plan {
     pub read_timeout: Option<Duration>,
     /// The virtual key the request uses, if any.
     pub virtual_key: Option<Arc<str>>,
+    /// The secret-store entry behind `auth` (a mapped key or client secret), whose
+    /// reference's workspace list the caller must be on.
+    pub secret_ref: Option<usize>,
 }
 
 /// Why a request cannot be routed. Each maps to a 4xx in `error.rs`; none is ever half-sent.

@@ -124,7 +124,7 @@ pub(super) fn plan(
 
     let (host, host_header) = concrete_host(provider, base, pr, custom_base.is_some(), h, &cfg)?;
     let path = upstream_path(provider, base, pr, op, query, h, &cfg)?;
-    let auth = match (&vk, caller) {
+    let (auth, secret_ref) = match (&vk, caller) {
         (Some(v), _) => router.vk_auth(&v.id),
         // Enforced posture without a virtual key: the caller's headers hold a gateway
         // credential, never a provider key, so only the config's provider key can serve.
@@ -140,11 +140,17 @@ pub(super) fn plan(
         port: base.port,
         host_header,
         path,
-        add_anthropic_version: matches!(&auth, Some(UpstreamAuth::Static(a)) if a.name == X_API_KEY && provider == Provider::Anthropic),
+        add_anthropic_version: provider == Provider::Anthropic
+            && match &auth {
+                Some(UpstreamAuth::Static(a)) => a.name == X_API_KEY,
+                Some(UpstreamAuth::Secret(s)) => s.name == X_API_KEY,
+                _ => false,
+            },
         auth,
         check_resolved_ips,
         read_timeout,
         virtual_key: vk.map(|v| v.id.clone()),
+        secret_ref,
     })
 }
 
@@ -154,17 +160,25 @@ fn configured_key_auth(
     provider: Provider,
     pr: &super::ProviderRuntime,
     op: &str,
-) -> Result<Option<UpstreamAuth>, RouteError> {
+) -> Result<(Option<UpstreamAuth>, Option<usize>), RouteError> {
     if provider.auth_style() == AuthStyle::None {
-        return Ok(None);
+        return Ok((None, None));
+    }
+    let native = !op.starts_with("chat/completions");
+    if let Some((n, c)) = &pr.mapped_key {
+        let auth = if native { n } else { c };
+        let id = match auth {
+            UpstreamAuth::Secret(s) => Some(s.id),
+            _ => None,
+        };
+        return Ok((Some(auth.clone()), id));
     }
     let key = pr
         .default_key
         .as_ref()
         .ok_or(RouteError::MissingKey(provider))?;
-    let native = !op.starts_with("chat/completions");
     auth_for(provider, key.expose(), native)
-        .map(|a| a.map(UpstreamAuth::Static))
+        .map(|a| (a.map(UpstreamAuth::Static), None))
         .map_err(|_| RouteError::MissingKey(provider))
 }
 
@@ -353,31 +367,27 @@ fn upstream_auth(
     host: &str,
     h: &HeaderMap,
     cfg: &PortkeyConfig,
-) -> Result<Option<UpstreamAuth>, RouteError> {
+) -> Result<(Option<UpstreamAuth>, Option<usize>), RouteError> {
     let style = provider.auth_style();
     if style == AuthStyle::None {
-        return Ok(None);
+        return Ok((None, None));
     }
     let native = !op.starts_with("chat/completions");
     if provider.is_azure() {
         if let Some(auth) = azure_auth(router, host, h, cfg)? {
-            return Ok(Some(auth));
+            return Ok((Some(auth), None));
         }
     }
     let client_key = match cfg.api_key.as_deref().filter(|k| !k.is_empty()) {
         Some(k) => Some(("x-portkey-config", k)),
         None => client_key(h, style)?,
     };
-    let header = match client_key {
+    match client_key {
         Some((from, key)) => auth_for(provider, key, native)
-            .map_err(|_| bad(from, "has characters not allowed in a header"))?,
-        None => match &pr.default_key {
-            Some(key) => auth_for(provider, key.expose(), native)
-                .map_err(|_| RouteError::MissingKey(provider))?,
-            None => return Err(RouteError::MissingKey(provider)),
-        },
-    };
-    Ok(header.map(UpstreamAuth::Static))
+            .map(|a| (a.map(UpstreamAuth::Static), None))
+            .map_err(|_| bad(from, "has characters not allowed in a header")),
+        None => configured_key_auth(provider, pr, op),
+    }
 }
 
 /// Azure's auth modes other than a plain API key: a caller-supplied Entra token, or a token
@@ -475,7 +485,7 @@ impl<'a> TokenFields<'a> {
             AuthMode::Entra | AuthMode::ApiKey => TokenSpec::Entra {
                 tenant,
                 client_id,
-                secret: Secret::new(self.secret),
+                secret: crate::credentials::spec::ClientSecret::Value(Secret::new(self.secret)),
                 scope,
             },
         }

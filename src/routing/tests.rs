@@ -18,7 +18,15 @@ fn router(toml: &str) -> Router {
         None,
         None,
     );
-    Router::new(&c, tokens, identity).unwrap()
+    let registry = pingora_prometheus::prometheus::Registry::new();
+    let metrics = Arc::new(crate::metrics::Metrics::new(&registry, &route_names(&c)).unwrap());
+    let secrets = Arc::new(SecretStore::new(&c.secrets, [], &[], metrics));
+    let caches = Caches {
+        tokens,
+        secrets: &secrets,
+        identity,
+    };
+    Router::new(&c, caches).unwrap()
 }
 
 fn plan(r: &Router, path: &str, headers: &[(&'static str, &str)]) -> Result<Plan, RouteError> {

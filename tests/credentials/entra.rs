@@ -1,6 +1,7 @@
 //! `entra` mode: client secret against the fake Entra token endpoint.
 
 use keyway::credentials::entra::EntraSecret;
+use keyway::credentials::spec::ClientSecret;
 use keyway::credentials::{CredentialError, IdentityHttp, COGNITIVE_SCOPE};
 use keyway::secret::Secret;
 
@@ -13,7 +14,7 @@ fn entra_source(fake: &FakeEntra, secret: &str) -> EntraSecret {
         authority: fake.authority(),
         tenant: TENANT.into(),
         client_id: "app-1".into(),
-        secret: Secret::new(secret),
+        secret: ClientSecret::Value(Secret::new(secret)),
         scope: COGNITIVE_SCOPE.into(),
     }
 }

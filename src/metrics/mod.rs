@@ -6,6 +6,8 @@ use pingora_prometheus::prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
+pub mod secrets;
+
 use crate::auth::{AuthMethod, Outcome};
 use crate::credentials::{AuthMode, CredentialError};
 use crate::routing::provider::Provider;
@@ -38,6 +40,7 @@ pub struct Metrics {
     /// Indexed `[method][outcome]`.
     auth: Vec<IntCounter>,
     pub jwks_refreshes: IntCounterVec,
+    pub secrets: secrets::SecretMetrics,
 }
 
 /// Label order follows `AuthMethod` (then "none") and `Outcome` (after "ok").
@@ -207,6 +210,7 @@ impl Metrics {
             upstream_401_retries,
             auth,
             jwks_refreshes,
+            secrets: secrets::SecretMetrics::new(registry)?,
         })
     }
 
