@@ -33,6 +33,7 @@ fn shipped_examples_are_valid() {
                 ("ANTHROPIC_KEY", "b"),
                 ("OPENAI_API_KEY", "c"),
                 ("AZURE_CLIENT_SECRET", "d"),
+                ("VAULT_SECRET_ID", "e"),
             ];
             let (code, out) = keyway(
                 &["--check-config", "--config", path.to_str().unwrap()],
