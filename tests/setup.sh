@@ -87,7 +87,7 @@ else
     echo "$stamp_val" > "$stamp"
 fi
 
-"$venv/bin/python" -c 'import openai, portkey_ai, pytest, boto3, jwt, moto, ministack' \
+"$venv/bin/python" -c 'import openai, portkey_ai, pytest, boto3, jwt, moto, ministack, hvac' \
     || die "venv is missing a package"
 # The AWS emulators the entraFederated interop tests start (tests/interop/aws_servers.py).
 for tool in ministack moto_server; do
@@ -114,5 +114,28 @@ else
 fi
 node --input-type=module -e "await import('$oidc/node_modules/oidc-provider/lib/index.js')" 2>/dev/null \
     || die "oidc-provider in $oidc does not load"
+
+# rusty_vault (crates.io; binary rvault): the Vault API server of the secret-manager interop
+# tests (tests/interop/vault_server.py). No HashiCorp Vault or OpenBao binary is in any registry
+# reachable here. Built from source (~8 min) into the cache, outside the clone, with its own
+# target directory; rebuilt only when missing or of another version.
+rvault_version=0.2.1
+tools="$cache/tools"
+rvault="$tools/bin/rvault"
+rvault_installed() {
+    # `rvault --version` prints "rusty_vault 0.2.1"; cargo's .crates.toml says the same.
+    [ -x "$rvault" ] && [ "$("$rvault" --version 2>/dev/null)" = "rusty_vault $rvault_version" ]
+}
+if rvault_installed; then
+    say "rusty_vault $rvault_version present: $rvault"
+else
+    command -v cargo >/dev/null || die "cargo not found: needed to build rusty_vault"
+    say "building rusty_vault $rvault_version into $tools (takes ~8 min)"
+    mkdir -p "$tools"
+    CARGO_TARGET_DIR="$cache/tools-target" \
+        cargo install --locked --quiet rusty_vault --version "$rvault_version" --root "$tools" --force \
+        || die "cargo install rusty_vault $rvault_version failed"
+    rvault_installed || die "$rvault does not report rusty_vault $rvault_version"
+fi
 
 say "ok (run interop tests: $venv/bin/python -m pytest tests/interop -q)"

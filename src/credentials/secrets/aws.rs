@@ -171,7 +171,12 @@ pub fn sm_error(err: &SdkError<GetSecretValueError>) -> SecretError {
     match err {
         SdkError::ServiceError(ctx) => {
             let status = ctx.raw().status().as_u16();
-            let code = ctx.err().code().unwrap_or("unknown_error");
+            let body_code = ctx.raw().body().bytes().and_then(code_in_body);
+            let code = ctx
+                .err()
+                .code()
+                .or(body_code.as_deref())
+                .unwrap_or("unknown_error");
             let code_text = format!("HTTP {status}, {code}");
             if status == 429 || status >= 500 || RETRYABLE_CODES.contains(&code) {
                 unavailable(code_text)
@@ -202,6 +207,25 @@ pub fn sm_error(err: &SdkError<GetSecretValueError>) -> SecretError {
     }
 }
 
+/// The error code of an answer the SDK could not read (an XML `<Code>` from a proxy or
+/// emulator, or a JSON `__type`); only a plain identifier is taken.
+fn code_in_body(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let raw = match text.split_once("<Code>") {
+        Some((_, rest)) => rest.split('<').next()?,
+        None => {
+            let t = serde_json::from_str::<serde_json::Value>(text).ok()?;
+            let t = t.get("__type")?.as_str()?.rsplit('#').next()?.to_owned();
+            return is_code(&t).then_some(t);
+        }
+    };
+    is_code(raw).then(|| raw.to_owned())
+}
+
+fn is_code(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +238,19 @@ mod tests {
         let meta = ErrorMetadata::builder().code(code).message("m").build();
         let raw = HttpResponse::new(status.try_into().unwrap(), "".into());
         SdkError::service_error(GetSecretValueError::generic(meta), raw)
+    }
+
+    #[test]
+    fn codes_are_read_from_xml_or_json_bodies() {
+        let xml = b"<ErrorResponse><Error><Code>InvalidSignatureException</Code><Message>m</Message></Error></ErrorResponse>";
+        assert_eq!(
+            code_in_body(xml).as_deref(),
+            Some("InvalidSignatureException")
+        );
+        let json = br#"{"__type":"com.amazonaws#AccessDeniedException","message":"m"}"#;
+        assert_eq!(code_in_body(json).as_deref(), Some("AccessDeniedException"));
+        assert_eq!(code_in_body(b"<Code>has space</Code>"), None);
+        assert_eq!(code_in_body(b"oops"), None);
     }
 
     #[test]
