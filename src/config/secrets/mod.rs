@@ -521,47 +521,48 @@ fn aws_source(
         secret_from(&format!("{path}.{f}"), v, e, env)
     };
     let why = format!("for aws_auth_type {kind}");
-    let auth =
-        match kind.as_str() {
-            "accessKey" => AwsAuth::AccessKey {
-                access_key_id: need_secret(
-                    path,
+    let auth = match kind.as_str() {
+        "accessKey" => AwsAuth::AccessKey {
+            access_key_id: need_secret(
+                path,
+                "aws_access_key_id",
+                sec(
                     "aws_access_key_id",
-                    sec(
-                        "aws_access_key_id",
-                        a.aws_access_key_id,
-                        a.aws_access_key_id_env,
-                    )?,
-                    &why,
+                    a.aws_access_key_id,
+                    a.aws_access_key_id_env,
                 )?,
-                secret_access_key: need_secret(
-                    path,
+                &why,
+            )?,
+            secret_access_key: need_secret(
+                path,
+                "aws_secret_access_key",
+                sec(
                     "aws_secret_access_key",
-                    sec(
-                        "aws_secret_access_key",
-                        a.aws_secret_access_key,
-                        a.aws_secret_access_key_env,
-                    )?,
-                    &why,
+                    a.aws_secret_access_key,
+                    a.aws_secret_access_key_env,
                 )?,
-            },
-            "assumedRole" => AwsAuth::AssumedRole {
-                role_arn: need_secret(
-                    path,
-                    "aws_role_arn",
-                    sec("aws_role_arn", a.aws_role_arn, a.aws_role_arn_env)?,
-                    &why,
-                )?,
-                external_id: sec("aws_external_id", a.aws_external_id, a.aws_external_id_env)?,
-            },
-            "serviceRole" => AwsAuth::ServiceRole,
-            other => return Err(invalid(
+                &why,
+            )?,
+        },
+        "assumedRole" => AwsAuth::AssumedRole {
+            role_arn: need_secret(
+                path,
+                "aws_role_arn",
+                sec("aws_role_arn", a.aws_role_arn, a.aws_role_arn_env)?,
+                &why,
+            )?,
+            external_id: sec("aws_external_id", a.aws_external_id, a.aws_external_id_env)?,
+        },
+        "serviceRole" => AwsAuth::ServiceRole,
+        other => {
+            return Err(invalid(
                 format!("{path}.aws_auth_type"),
                 format!(
                     "unknown aws_auth_type '{other}' (known: accessKey, assumedRole, serviceRole)"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let region = match auth {
         AwsAuth::ServiceRole => a.aws_region.or_else(|| identity.aws_region.clone()),
         _ => Some(need(path, "aws_region", a.aws_region, &why)?),
