@@ -165,8 +165,11 @@ fn secret_store(
                     unreachable!("a Key Vault credential holds its client secret inline")
                 });
                 let name = format!("secret_references.{}", r.slug);
+                // Pinned (fetched at start-up, gating /readyz) only when secrets are prefetched;
+                // otherwise the first secret fetch gets the token.
+                let pin = config.secrets.prefetch.then_some(name.as_str());
                 let slot = tokens
-                    .slot(&spec, Some(&name), || identity.source(&spec))
+                    .slot(&spec, pin, || identity.source(&spec))
                     .ok_or_else(|| {
                         BuildError::Routing(format!("{name}: tokens.max_cached is too small"))
                     })?;

@@ -95,6 +95,11 @@ impl TokenSlot {
     /// old token, which `current()` serves while it is valid.
     pub async fn refresh(&self, metrics: &Metrics) -> Result<(), CredentialError> {
         let _guard = self.fetch.lock().await;
+        // A request's first-use fetch ran while this refresh waited for the lock: it has
+        // rescheduled the slot (the claim had set `u64::MAX`), so there is nothing to do.
+        if self.refresh_at.load(Ordering::Relaxed) != u64::MAX && self.current().is_some() {
+            return Ok(());
+        }
         self.fetch_locked(metrics).await.map(|_| ())
     }
 
