@@ -25,6 +25,7 @@
 #          keyway_jwt:   enforced posture, RS256 JWT against a cached JWKS + virtual key
 #          keyway_key:   an Azure front-door route, static api-key
 #          keyway_entra: the same route, Entra token from a fake Entra (nginx) via the token cache
+#          keyway_secret: the same route, api-key from a fake Vault (nginx) via the secret cache
 #        KEYWAY_BIN=...  (default ${CARGO_TARGET_DIR:-~/.cache/keyway/target}/dist/keyway,
 #                         rebuilt with `cargo build --profile dist` unless NO_BUILD=1)
 #        KEYWAY_RUST_LOG=warn  OUT=loadtest/results/latest.md  NGINX_BIN=nginx
@@ -45,7 +46,7 @@ LAT_DURATION=${LAT_DURATION:-10}
 PACE_MS=${PACE_MS:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 WARMUP=${WARMUP:-1}
-TARGETS=${TARGETS:-"direct keyway keyway_gwkey keyway_jwt keyway_key keyway_entra nginx"}
+TARGETS=${TARGETS:-"direct keyway keyway_gwkey keyway_jwt keyway_key keyway_entra keyway_secret nginx"}
 OUT=${OUT:-$HERE/results/latest.md}
 KEYWAY_RUST_LOG=${KEYWAY_RUST_LOG:-warn}
 NGINX_BIN=${NGINX_BIN:-}
@@ -345,6 +346,11 @@ setup_target_keyway_entra() {
     start_keyway keyway_entra "$HERE/keyway-entra.toml.in" "$AZURE_PATH"
 }
 
+# The same route with its api-key mapped from a Vault KV v2 secret (fake Vault in the nginx).
+setup_target_keyway_secret() {
+    start_keyway keyway_secret "$HERE/keyway-secret.toml.in" "$AZURE_PATH"
+}
+
 # --- measuring ---------------------------------------------------------------
 
 # wrk_hdr_args NAME: fills WRK_HDR_ARGS with -H options for the target.
@@ -541,6 +547,12 @@ report() {
             'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
         echo "- keyway_entra/keyway_key ratio of req/s (token from the cache vs a static key): $ratio"
         echo "- token requests the fake Entra received during the run: $(wc -l <"$WORK/upstream/entra-requests.log" 2>/dev/null || echo 0)"
+    fi
+    if [[ -n ${T_KIND[keyway_secret]:-} && -n ${T_KIND[keyway_key]:-} ]]; then
+        ratio=$(awk -v a="$(median keyway_secret 3)" -v b="$(median keyway_key 3)" \
+            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
+        echo "- keyway_secret/keyway_key ratio of req/s (key from the secret cache vs a static key): $ratio"
+        echo "- secret reads the fake Vault received during the run: $(wc -l <"$WORK/upstream/vault-requests.log" 2>/dev/null || echo 0)"
     fi
     for k in $TARGETS; do
         [[ ${T_KIND[$k]} == keyway ]] || continue
