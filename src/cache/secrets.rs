@@ -107,7 +107,9 @@ impl SecretStore {
             });
         }
         SecretStore {
-            values: quick_cache::sync::Cache::new(entries.len().max(1) * 2),
+            // Every entry must fit in its shard (the cache splits capacity across shards), so
+            // leave ample room: an evicted value would be refetched and lose its stale fallback.
+            values: quick_cache::sync::Cache::new((entries.len() * 4).max(64)),
             entries,
             ids,
             ttl_ms: settings.ttl.as_millis() as u64,

@@ -42,6 +42,15 @@ impl SecretFetcher for Counting {
 }
 
 fn store(ttl_ms: u64, max_stale_ms: u64, prefetch: bool) -> (Arc<SecretStore>, Arc<Counting>) {
+    store_with(ttl_ms, max_stale_ms, prefetch, vec![SecretUse { reference: 0, key: None }])
+}
+
+fn store_with(
+    ttl_ms: u64,
+    max_stale_ms: u64,
+    prefetch: bool,
+    uses: Vec<SecretUse>,
+) -> (Arc<SecretStore>, Arc<Counting>) {
     let reference = SecretReference {
         name: "r".into(),
         slug: "openai-prod".into(),
@@ -73,10 +82,6 @@ fn store(ttl_ms: u64, max_stale_ms: u64, prefetch: bool) -> (Arc<SecretStore>, A
         )
         .unwrap(),
     );
-    let uses = [SecretUse {
-        reference: 0,
-        key: None,
-    }];
     let f: Fetcher = fetcher.clone();
     (
         Arc::new(SecretStore::new(&settings, uses, &[Some(f)], metrics)),
@@ -215,4 +220,25 @@ fn workspaces_are_checked_and_the_open_posture_gets_only_open_references() {
     assert!(s.allows(0, Some("team-a")));
     assert!(!s.allows(0, Some("team-b")));
     assert!(!s.allows(0, None));
+}
+
+#[tokio::test]
+async fn many_entries_stay_cached_without_evictions() {
+    let n = 300;
+    let uses = (0..n)
+        .map(|i| SecretUse {
+            reference: 0,
+            key: Some(format!("k{i}")),
+        })
+        .collect();
+    let (s, f) = store_with(60_000, 0, false, uses);
+    let doc: serde_json::Map<String, serde_json::Value> =
+        (0..n).map(|i| (format!("k{i}"), format!("v{i}").into())).collect();
+    f.set(Some(&serde_json::Value::Object(doc).to_string()));
+    for round in 0..2 {
+        for id in 0..n {
+            assert_eq!(s.get(id).await.unwrap().value.expose(), format!("v{id}"));
+        }
+        assert_eq!(f.calls(), n, "round {round}: every entry fetched once");
+    }
 }
