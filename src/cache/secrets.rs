@@ -165,13 +165,26 @@ impl SecretStore {
                 m.cache(CacheResult::Hit);
                 Ok(c)
             }
-            Some(old) => match self.renew(id, Some(old.version)).await {
-                Ok(c) => {
-                    m.cache(CacheResult::Miss);
-                    Ok(c)
+            Some(old) => {
+                // An expired value that may still serve does not wait behind a renewal already
+                // under way (a hanging manager would hold every request for fetch_timeout); a
+                // value an upstream refused does, since serving it again would fail again.
+                let refused = self.entries[id].rejected.load(Relaxed) == old.version;
+                let renewed = match refused {
+                    true => self.renew(id, Some(old.version)).await,
+                    false => match self.entries[id].renewing.try_lock() {
+                        Ok(one) => self.renew_locked(id, Some(old.version), one).await,
+                        Err(_) => return self.stale_or(id, old, self.busy(id)),
+                    },
+                };
+                match renewed {
+                    Ok(c) => {
+                        m.cache(CacheResult::Miss);
+                        Ok(c)
+                    }
+                    Err(cause) => self.stale_or(id, old, cause),
                 }
-                Err(cause) => self.stale_or(id, old, cause),
-            },
+            }
             None => {
                 m.cache(CacheResult::Miss);
                 self.cold(id).await
@@ -222,7 +235,16 @@ impl SecretStore {
     /// Fetches a new value for an entry that has one, unless someone already replaced version
     /// `seen` (or a failure is still backing off).
     async fn renew(&self, id: usize, seen: Option<u64>) -> Result<Arc<Cached>, SecretError> {
-        let _one = self.entries[id].renewing.lock().await;
+        let one = self.entries[id].renewing.lock().await;
+        self.renew_locked(id, seen, one).await
+    }
+
+    async fn renew_locked(
+        &self,
+        id: usize,
+        seen: Option<u64>,
+        _one: tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<Arc<Cached>, SecretError> {
         if let Some(c) = self.values.get(&id) {
             if Some(c.version) != seen && self.fresh(id, &c, self.now_ms()) {
                 return Ok(c);
@@ -234,6 +256,19 @@ impl SecretStore {
         let c = self.fetch(id).await?;
         self.values.insert(id, c.clone());
         Ok(c)
+    }
+
+    /// The error a request reports when it cannot wait for a renewal in progress: the last
+    /// failure, or (first renewal) that the manager is slow to answer.
+    fn busy(&self, id: usize) -> SecretError {
+        let e = &self.entries[id];
+        match e.last_error.load_full() {
+            Some(err) => (*err).clone(),
+            None => SecretError::Unavailable {
+                manager: e.manager,
+                reason: "a renewal is under way".into(),
+            },
+        }
     }
 
     fn backing_off(&self, id: usize) -> Option<SecretError> {

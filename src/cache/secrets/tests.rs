@@ -42,7 +42,15 @@ impl SecretFetcher for Counting {
 }
 
 fn store(ttl_ms: u64, max_stale_ms: u64, prefetch: bool) -> (Arc<SecretStore>, Arc<Counting>) {
-    store_with(ttl_ms, max_stale_ms, prefetch, vec![SecretUse { reference: 0, key: None }])
+    store_with(
+        ttl_ms,
+        max_stale_ms,
+        prefetch,
+        vec![SecretUse {
+            reference: 0,
+            key: None,
+        }],
+    )
 }
 
 fn store_with(
@@ -232,8 +240,9 @@ async fn many_entries_stay_cached_without_evictions() {
         })
         .collect();
     let (s, f) = store_with(60_000, 0, false, uses);
-    let doc: serde_json::Map<String, serde_json::Value> =
-        (0..n).map(|i| (format!("k{i}"), format!("v{i}").into())).collect();
+    let doc: serde_json::Map<String, serde_json::Value> = (0..n)
+        .map(|i| (format!("k{i}"), format!("v{i}").into()))
+        .collect();
     f.set(Some(&serde_json::Value::Object(doc).to_string()));
     for round in 0..2 {
         for id in 0..n {
@@ -241,4 +250,30 @@ async fn many_entries_stay_cached_without_evictions() {
         }
         assert_eq!(f.calls(), n, "round {round}: every entry fetched once");
     }
+}
+
+#[tokio::test]
+async fn requests_do_not_wait_behind_a_hanging_renewal() {
+    let (s, f) = store(50, 60_000, false);
+    f.set(Some("v1"));
+    s.get(0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    // The manager now hangs for 2 s; the first request past the TTL starts the renewal...
+    f.delay_ms.store(2000, Relaxed);
+    let first = {
+        let s = s.clone();
+        tokio::spawn(async move { s.get(0).await.map(|c| c.value.expose().to_owned()) })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // ...and the others are served the stale value at once instead of queueing behind it.
+    for _ in 0..10 {
+        assert_eq!(s.get(0).await.unwrap().value.expose(), "v1");
+    }
+    assert!(
+        !first.is_finished(),
+        "the stale answers came before the renewal ended"
+    );
+    f.set(Some("v2"));
+    assert_eq!(first.await.unwrap().unwrap(), "v2");
+    assert_eq!(f.calls(), 2);
 }
