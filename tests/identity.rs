@@ -108,22 +108,7 @@ async fn entra_from_headers_fetches_once_and_sends_the_exact_request() {
     );
     let reqs = entra.requests();
     assert_eq!(reqs.len(), 1);
-    let t = &reqs[0];
-    assert_eq!(
-        (t.method.as_str(), t.path.as_str()),
-        ("POST", "/tenant-1/oauth2/v2.0/token")
-    );
-    assert_eq!(
-        t.content_type.as_deref(),
-        Some("application/x-www-form-urlencoded")
-    );
-    let mut keys = t.form.keys();
-    keys.sort();
-    assert_eq!(keys, ["client_id", "client_secret", "grant_type", "scope"]);
-    assert_eq!(t.form.get("grant_type"), Some("client_credentials"));
-    assert_eq!(t.form.get("client_id"), Some(CLIENT));
-    assert_eq!(t.form.get("client_secret"), Some(s.as_str()));
-    assert_eq!(t.form.get("scope"), Some(COGNITIVE));
+    reqs[0].assert_client_secret("tenant-1", CLIENT, &s, COGNITIVE);
 
     let token = entra.current_token(CLIENT, COGNITIVE).unwrap();
     for r in up.requests() {

@@ -135,10 +135,6 @@ impl SecretStore {
         &self.entries[id].slug
     }
 
-    pub fn manager(&self, id: usize) -> ManagerType {
-        self.entries[id].manager
-    }
-
     /// Whether a request in `workspace` may use entry `id`; `None` (open posture) may use only
     /// references open to every workspace.
     pub fn allows(&self, id: usize, workspace: Option<&str>) -> bool {
@@ -379,14 +375,6 @@ impl SecretStore {
     /// Ready when prefetching is off or every entry holds a value.
     pub fn ready(&self) -> bool {
         !self.prefetch || (0..self.entries.len()).all(|id| self.values.get(&id).is_some())
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 

@@ -130,7 +130,9 @@ impl Gateway {
         s: &crate::routing::SecretAuth,
     ) -> Result<(http::HeaderValue, u64), ErrorResponse> {
         let c = self.secrets.get(s.id).await.map_err(|e| {
-            log::warn!("{e}: {}", e.cause);
+            // The store already logged the failure (once per fetch, with back-off): a request
+            // that finds it adds only a debug line, so an outage does not flood the log.
+            log::debug!("{e}: {}", e.cause);
             error::for_secret(&e)
         })?;
         match s.header(&c) {

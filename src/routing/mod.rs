@@ -58,8 +58,8 @@ struct ProviderRuntime {
     fixed: Option<FixedHost>,
     /// The config file's key, as a ready header; used when the client brings none.
     default_key: Option<crate::secret::Secret>,
-    /// The default key from a secret reference: (native, OpenAI-compatible) header styles.
-    mapped_key: Option<(UpstreamAuth, UpstreamAuth)>,
+    /// The default key from a secret reference.
+    mapped_key: Option<MappedKey>,
     api_version: Option<Box<str>>,
     /// The config file overrides the base URL.
     configured: bool,
@@ -111,14 +111,10 @@ impl Router {
             .iter()
             .map(|&p| {
                 let settings = config.providers.get(&p);
-                let mapped_key = settings
-                    .and_then(|s| s.key_mapping.as_ref())
-                    .map(|u| {
-                        let id = secret_id(secrets, u)?;
-                        Ok::<_, String>((secret_auth(p, id, true), secret_auth(p, id, false)))
-                    })
-                    .transpose()?
-                    .and_then(|(a, b)| Some((a?, b?)));
+                let mapped_key = match settings.and_then(|s| s.key_mapping.as_ref()) {
+                    Some(u) => MappedKey::new(p, secret_id(secrets, u)?),
+                    None => None,
+                };
                 let base = settings
                     .and_then(|s| s.base_url.clone())
                     .unwrap_or_else(|| {
@@ -345,6 +341,25 @@ fn secret_id(secrets: &SecretStore, u: &SecretUse) -> Result<usize, String> {
     secrets
         .id(u)
         .ok_or_else(|| "secret mapping without a store entry".to_owned())
+}
+
+/// A provider's default key mapped from a secret: its store entry and its header in both of
+/// the provider's styles (see `auth_for`'s `native`).
+#[derive(Debug)]
+pub(crate) struct MappedKey {
+    pub id: usize,
+    pub native: UpstreamAuth,
+    pub compat: UpstreamAuth,
+}
+
+impl MappedKey {
+    fn new(provider: Provider, id: usize) -> Option<MappedKey> {
+        Some(MappedKey {
+            id,
+            native: secret_auth(provider, id, true)?,
+            compat: secret_auth(provider, id, false)?,
+        })
+    }
 }
 
 /// A mapped key's header for `provider`; `native` as in `auth_for`.

@@ -165,13 +165,9 @@ fn configured_key_auth(
         return Ok((None, None));
     }
     let native = !op.starts_with("chat/completions");
-    if let Some((n, c)) = &pr.mapped_key {
-        let auth = if native { n } else { c };
-        let id = match auth {
-            UpstreamAuth::Secret(s) => Some(s.id),
-            _ => None,
-        };
-        return Ok((Some(auth.clone()), id));
+    if let Some(m) = &pr.mapped_key {
+        let auth = if native { &m.native } else { &m.compat };
+        return Ok((Some(auth.clone()), Some(m.id)));
     }
     let key = pr
         .default_key

@@ -121,13 +121,18 @@ class Server:
             f"{self.name} listens beyond 127.0.0.1:{self.port}: {socks}")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
+
+
+def stop_process(proc):
+    """SIGTERM, then SIGKILL after STOP_TIMEOUT_S; a process already gone is left alone."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _http_status(url):
@@ -329,3 +334,15 @@ class RecordingProxy(LoopbackServer):
     def calls(self, action):
         with self._lock:
             return [e for e in self.exchanges if e.action() == action]
+
+
+def aws_env(tmp_path, **env):
+    """keyway's environment: only what the test names, no profile files, no instance metadata."""
+    return {
+        "AWS_REGION": REGION,
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "RUST_LOG": os.environ.get("RUST_LOG", "debug"),  # verbose logs for the secret scan
+        **env,
+    }

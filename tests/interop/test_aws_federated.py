@@ -27,7 +27,6 @@ GetWebIdentityToken (TESTING.md), so the two cannot be chained into a success. H
 """
 
 import json
-import os
 import secrets
 import time
 import urllib.error
@@ -41,12 +40,13 @@ import openai
 import pytest
 
 from aws_servers import (
-    ACCOUNT, REGION, ROOT_KEYS, RecordingProxy, moto_recorded_requests, moto_reset_recording,
-    start_ministack, start_moto,
+    ACCOUNT, REGION, ROOT_KEYS, RecordingProxy, aws_env, moto_recorded_requests,
+    moto_reset_recording, start_ministack, start_moto,
 )
 from conftest import free_ports
 from fake_entra import ASSERTION_TYPE, COGNITIVE_SCOPE, BearerUpstream, FakeEntra, sts_jwt_checker
 from fake_upstream import REPLY
+from keyway_probe import http, readyz, wait_ready
 from sdk_helpers import MESSAGES, SDK_TIMEOUT_S, SentLog, only_request
 
 TENANT = "tenant-1"
@@ -56,7 +56,6 @@ MINISTACK_JWT_KEY = "ministack-fake-key"
 MINISTACK_ISSUER = "https://sts.amazonaws.com"
 MINISTACK_SUB = f"arn:aws:iam::{ACCOUNT}:root"
 DEPLOYMENT = "gpt-dep"
-READY_TIMEOUT_S = 20
 OIDC_HOST = "oidc.keyway.test/id/cluster1"
 SA_SUB = "system:serviceaccount:llm:keyway"
 GET_TOKEN_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
@@ -151,16 +150,7 @@ def upstream(entra):
 
 # --- helpers -----------------------------------------------------------------------------------
 
-def aws_env(tmp_path, **env):
-    """keyway's environment: only what the test names, no profile files, no instance metadata."""
-    return {
-        "AWS_REGION": REGION,
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "RUST_LOG": os.environ.get("RUST_LOG", "debug"),  # verbose logs for the secret scan
-        **env,
-    }
+
 
 
 def config(entra, sts_url, upstream, *, route=True):
@@ -194,33 +184,6 @@ upstream = "{upstream.url}"
 credential = "aws"
 """
     return body
-
-
-def http(method, url, body=None, headers=None):
-    """(status, headers, body bytes) without raising on 4xx/5xx."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={
-        "Content-Type": "application/json", **(headers or {})})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(req, timeout=15) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
-
-
-def readyz(keyway):
-    return http("GET", f"http://127.0.0.1:{keyway.metrics_port}/readyz")[0]
-
-
-def wait_ready(keyway, timeout=READY_TIMEOUT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if readyz(keyway) == 200:
-            return
-        assert keyway.proc.poll() is None, f"keyway exited:\n{keyway.log_text()[-4000:]}"
-        time.sleep(0.1)
-    pytest.fail(f"/readyz not 200 after {timeout}s; log tail:\n{keyway.log_text()[-4000:]}")
 
 
 def create_user(ministack, name, registry):

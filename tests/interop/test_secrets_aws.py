@@ -29,7 +29,6 @@ Where moto differs from AWS, as found here:
 """
 
 import json
-import os
 import re
 import secrets
 import urllib.request
@@ -38,14 +37,14 @@ import boto3
 import botocore.exceptions
 import pytest
 
-from aws_servers import REGION, RecordingProxy, _base_env, _start, start_moto, venv_bin
+from aws_servers import REGION, RecordingProxy, _base_env, _start, aws_env, start_moto, venv_bin
 from conftest import free_ports
 from fake_upstream import REPLY
 # The keyway-side helpers and the fake upstream (which also answers Anthropic's /v1/messages)
 # are the Vault tests' own.
+from keyway_probe import metric, readyz, wait_ready
 from test_secrets_vault import (
-    TIMEOUTS, Upstream, anthropic_route, chat_openai, messages_anthropic, metric, openai_default,
-    readyz, wait_ready,
+    TIMEOUTS, Upstream, anthropic_route, chat_openai, messages_anthropic, openai_default,
 )
 EXTERNAL_ID = "kw-external-id-1"
 
@@ -195,16 +194,7 @@ def upstream():
 
 # --- helpers -------------------------------------------------------------------------------------
 
-def aws_env(tmp_path, **env):
-    """keyway's environment: only what the test names, no profile files, no instance metadata."""
-    return {
-        "AWS_REGION": REGION,
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "RUST_LOG": os.environ.get("RUST_LOG", "debug"),  # verbose logs for the secret scan
-        **env,
-    }
+
 
 
 def new_secret(registry, prefix="sk-aws-"):

@@ -15,11 +15,8 @@ AppRole login body) and what Vault answered. Where rusty_vault differs from Hash
 
 import json
 import os
-import re
 import secrets
 import time
-import urllib.error
-import urllib.request
 
 import hvac
 import hvac.exceptions
@@ -28,12 +25,12 @@ import pytest
 from aws_servers import RecordingProxy, listening_sockets
 from conftest import free_ports
 from fake_upstream import FakeUpstream, Handler, Recorded, read_body, send_json
+from keyway_probe import http, metric, readyz, wait_ready
 from sdk_helpers import MESSAGES
 from vault_server import start_vault
 
 MOUNT = "kw-kv"  # a KV v1 mount of our own, beside rusty_vault's default `secret/`
 APPROLE_MOUNT = "kw-approle"
-READY_TIMEOUT_S = 20
 TIMEOUTS = """
 [upstream]
 connect_timeout_ms = 2000
@@ -124,44 +121,6 @@ def upstream():
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-def http(method, url, body=None, headers=None):
-    """(status, headers, body bytes) without raising on 4xx/5xx."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={
-        "Content-Type": "application/json", **(headers or {})})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(req, timeout=15) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
-
-
-def readyz(keyway):
-    return http("GET", f"http://127.0.0.1:{keyway.metrics_port}/readyz")[0]
-
-
-def wait_ready(keyway, timeout=READY_TIMEOUT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if readyz(keyway) == 200:
-            return
-        assert keyway.proc.poll() is None, f"keyway exited:\n{keyway.log_text()[-4000:]}"
-        time.sleep(0.1)
-    pytest.fail(f"/readyz not 200 after {timeout}s; log tail:\n{keyway.log_text()[-4000:]}")
-
-
-def metric(keyway, name, **labels):
-    """Sum of the samples of `name` whose labels include `labels`."""
-    text = http("GET", f"http://127.0.0.1:{keyway.metrics_port}/metrics")[2].decode()
-    total = 0.0
-    for m in re.finditer(rf"^{name}\{{([^}}]*)\}} (\S+)$", text, re.M):
-        got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-        if all(got.get(k) == v for k, v in labels.items()):
-            total += float(m.group(2))
-    return total
-
 
 def new_secret(registry, prefix="sk-vault-"):
     return registry.add(prefix + secrets.token_urlsafe(24))

@@ -23,15 +23,15 @@ What rusty_vault 0.2.1 is, as found by experiment and by reading its source:
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from aws_servers import stop_process
+
 READY_TIMEOUT_S = 20
-STOP_TIMEOUT_S = 10
 HTTP_TIMEOUT_S = 5
 RVAULT_VERSION = "0.2.1"
 
@@ -153,13 +153,7 @@ class VaultServer:
     # --- stop ---------------------------------------------------------------------------------
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def _config(port, workdir):

@@ -148,14 +148,7 @@ async fn an_entra_client_secret_comes_from_key_vault() {
     let reqs = k.entra.requests();
     assert_eq!(reqs.len(), 2, "{reqs:?}");
     assert_vault_token_request(&reqs[0], &k.reader_secret);
-    let t = &reqs[1];
-    assert_eq!(t.path, format!("/{TENANT}/oauth2/v2.0/token"));
-    let mut keys = t.form.keys();
-    keys.sort();
-    assert_eq!(keys, ["client_id", "client_secret", "grant_type", "scope"]);
-    assert_eq!(t.form.get("client_id"), Some(APP));
-    assert_eq!(t.form.get("client_secret"), Some(sp_secret.as_str()));
-    assert_eq!(t.form.get("scope"), Some(COGNITIVE));
+    reqs[1].assert_client_secret(TENANT, APP, &sp_secret, COGNITIVE);
     let reads = k.kv.requests();
     assert_eq!(reads.len(), 1);
     assert_kv_read(&reads[0], &k.entra.handle, "sp-secret");

@@ -227,21 +227,7 @@ impl Kv {
 }
 
 fn assert_vault_token_request(t: &common::identity::TokenRequest, reader_secret: &str) {
-    assert_eq!(
-        (t.method.as_str(), t.path.as_str()),
-        ("POST", format!("/{TENANT}/oauth2/v2.0/token").as_str())
-    );
-    assert_eq!(
-        t.content_type.as_deref(),
-        Some("application/x-www-form-urlencoded")
-    );
-    let mut keys = t.form.keys();
-    keys.sort();
-    assert_eq!(keys, ["client_id", "client_secret", "grant_type", "scope"]);
-    assert_eq!(t.form.get("grant_type"), Some("client_credentials"));
-    assert_eq!(t.form.get("client_id"), Some(KV_READER));
-    assert_eq!(t.form.get("client_secret"), Some(reader_secret));
-    assert_eq!(t.form.get("scope"), Some(VAULT_SCOPE));
+    t.assert_client_secret(TENANT, KV_READER, reader_secret, VAULT_SCOPE);
 }
 
 /// The exact Key Vault read: `GET /secrets/{name_and_version}?api-version=7.4` with the current

@@ -25,9 +25,6 @@ impl Counting {
 
 #[async_trait]
 impl SecretFetcher for Counting {
-    fn manager(&self) -> ManagerType {
-        ManagerType::HashicorpVault
-    }
     async fn fetch(&self) -> Result<SecretDoc, SecretError> {
         self.calls.fetch_add(1, Relaxed);
         tokio::time::sleep(Duration::from_millis(self.delay_ms.load(Relaxed))).await;

@@ -91,10 +91,6 @@ impl AwsSecret {
 
 #[async_trait]
 impl SecretFetcher for AwsSecret {
-    fn manager(&self) -> ManagerType {
-        M
-    }
-
     async fn fetch(&self) -> Result<SecretDoc, SecretError> {
         self.get().await
     }

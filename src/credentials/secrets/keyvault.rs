@@ -76,10 +76,6 @@ impl KeyVaultSecret {
 
 #[async_trait]
 impl SecretFetcher for KeyVaultSecret {
-    fn manager(&self) -> ManagerType {
-        M
-    }
-
     async fn fetch(&self) -> Result<SecretDoc, SecretError> {
         self.get().await
     }

@@ -111,7 +111,6 @@ impl SecretError {
 /// expiry or on a miss; it may keep state such as a Vault login token.
 #[async_trait]
 pub trait SecretFetcher: Send + Sync + fmt::Debug {
-    fn manager(&self) -> ManagerType;
     async fn fetch(&self) -> Result<SecretDoc, SecretError>;
 }
 

@@ -189,10 +189,6 @@ fn renew_at(now: Instant, lease_seconds: u64) -> Option<Instant> {
 
 #[async_trait]
 impl SecretFetcher for VaultSecret {
-    fn manager(&self) -> ManagerType {
-        M
-    }
-
     async fn fetch(&self) -> Result<SecretDoc, SecretError> {
         self.get().await
     }

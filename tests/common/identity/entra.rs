@@ -22,6 +22,28 @@ pub struct TokenRequest {
     pub form: Params,
 }
 
+impl TokenRequest {
+    /// Asserts a client-credentials request with a client secret, exactly: the endpoint of
+    /// `tenant`, a form body holding the four fields and nothing else, each with its value.
+    pub fn assert_client_secret(&self, tenant: &str, client: &str, secret: &str, scope: &str) {
+        assert_eq!(
+            (self.method.as_str(), self.path.as_str()),
+            ("POST", format!("/{tenant}/oauth2/v2.0/token").as_str())
+        );
+        assert_eq!(
+            self.content_type.as_deref(),
+            Some("application/x-www-form-urlencoded")
+        );
+        let mut keys = self.form.keys();
+        keys.sort();
+        assert_eq!(keys, ["client_id", "client_secret", "grant_type", "scope"]);
+        assert_eq!(self.form.get("grant_type"), Some("client_credentials"));
+        assert_eq!(self.form.get("client_id"), Some(client));
+        assert_eq!(self.form.get("client_secret"), Some(secret));
+        assert_eq!(self.form.get("scope"), Some(scope));
+    }
+}
+
 type AssertionCheck = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
 enum ClientCred {
