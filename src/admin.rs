@@ -1,7 +1,6 @@
 //! The admin listener: `/metrics` (Prometheus text, served by pingora-prometheus), `/healthz`
 //! (the process answers) and `/readyz` (start-up work is done and traffic is accepted).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -11,7 +10,7 @@ use pingora::protocols::http::ServerSession;
 use pingora_prometheus::PrometheusHttpApp;
 
 pub struct AdminApp {
-    pub ready: Arc<AtomicBool>,
+    pub ready: Arc<crate::refresh::readiness::Readiness>,
 }
 
 fn text(status: u16, body: &str) -> Response<Vec<u8>> {
@@ -29,8 +28,10 @@ impl ServeHttp for AdminApp {
         match session.req_header().uri.path() {
             "/metrics" => PrometheusHttpApp.response(session).await,
             "/healthz" => text(200, "ok\n"),
-            "/readyz" if self.ready.load(Ordering::Acquire) => text(200, "ready\n"),
-            "/readyz" => text(503, "starting\n"),
+            "/readyz" => {
+                let status = if self.ready.is_ready() { 200 } else { 503 };
+                text(status, &self.ready.body())
+            }
             _ => text(404, "not found: /metrics, /healthz, /readyz\n"),
         }
     }

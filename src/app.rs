@@ -1,7 +1,6 @@
 //! Wiring: config → router, caches, metrics → background service → proxy and admin services →
 //! a Pingora `Server` ready to run.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use pingora::server::configuration::ServerConf;
@@ -63,16 +62,20 @@ pub fn build(config: &Config) -> Result<Server, BuildError> {
         .map_err(|e| BuildError::Jwt(e.to_string()))?;
     let jwks = jwt
         .iter()
-        .map(|v| (v.jwks().clone(), v.settings().refresh_interval))
+        .enumerate()
+        .map(|(i, v)| {
+            let name = format!("auth.jwt[{i}]");
+            (name, v.jwks().clone(), v.settings().refresh_interval)
+        })
         .collect();
-    let auth = Arc::new(crate::auth::gate::Authenticator {
-        mode: config.auth.mode,
-        keys: config.auth.keys.clone(),
+    let auth = Arc::new(crate::auth::gate::Authenticator::new(
+        config.auth.mode,
+        config.auth.keys.clone(),
         jwt,
-        workspaces: config.auth.workspaces.clone(),
-        virtual_keys: config.auth.virtual_keys.clone(),
-    });
-    let ready = Arc::new(AtomicBool::new(false));
+        config.auth.workspaces.clone(),
+        config.auth.virtual_keys.clone(),
+    ));
+    let ready = Arc::new(crate::refresh::readiness::Readiness::default());
 
     let conf = ServerConf {
         threads: config.threads,
@@ -192,9 +195,4 @@ fn secret_store(
         &fetchers,
         metrics.clone(),
     )))
-}
-
-/// Marks readiness; `/readyz` answers 200 from then on.
-pub fn set_ready(flag: &AtomicBool) {
-    flag.store(true, Ordering::Release);
 }

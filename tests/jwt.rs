@@ -172,6 +172,7 @@ impl Idp {
                 format!("{}{DISCOVERY}", self.fake.base()).parse().unwrap(),
             ),
             issuers: vec![ISS.into()],
+            issuer_document: None,
             audiences: vec![AUD.into()],
             required_claims: vec![],
             clock_skew: Duration::from_secs(300),
@@ -399,11 +400,14 @@ async fn unknown_kid_refetches_once_per_interval() {
         "discovery is repeated on every refresh"
     );
 
-    // A token without kid is refused before any lookup.
+    // A token without kid is matched against the published keys that fit; a stranger's is
+    // refused without another refetch inside the interval.
     let mut h = Header::new(Algorithm::RS256);
     h.kid = None;
     let t = jsonwebtoken::encode(&h, &claims(json!({})), &r.enc).unwrap();
-    assert_eq!(check(&v, &t).await, Err(JwtFailure::MissingKid));
+    assert!(check(&v, &t).await.is_ok());
+    let t = jsonwebtoken::encode(&h, &claims(json!({})), &stranger.enc).unwrap();
+    assert_eq!(check(&v, &t).await, Err(JwtFailure::Signature));
     assert_eq!(idp.fetches("/keys"), 2);
 }
 
@@ -522,6 +526,62 @@ async fn token_location_and_refusal_shape() {
     let shown = format!("{e} {e:?} {failure} {failure:?}");
     assert!(shown.contains("Access token is missing or invalid."));
     assert!(!shown.contains(&token), "the token must never be echoed");
+}
+
+/// `signer` as a key published without `kid`, and a token whose header names none.
+fn kidless(signer: &Signer) -> (Value, impl Fn(&Value) -> String + '_) {
+    let mut jwk = signer.jwk.clone();
+    jwk.as_object_mut().unwrap().remove("kid");
+    let sign =
+        move |c: &Value| jsonwebtoken::encode(&Header::new(signer.alg), c, &signer.enc).unwrap();
+    (jwk, sign)
+}
+
+#[tokio::test]
+async fn tokens_without_kid_try_at_most_eight_fitting_keys_and_refetch_once() {
+    let signers: Vec<Signer> = (0..9).map(|i| rsa_signer(&format!("r{i}"))).collect();
+    let ec = ec_signer("e1");
+    let idp = Idp::start(&[]).await;
+    // An EC key first (does not fit RS256, so it does not count), then nine RSA keys, no kids.
+    let mut keys = vec![kidless(&ec).0];
+    keys.extend(signers.iter().map(|s| kidless(s).0));
+    *idp.jwks.lock().unwrap() = json!({ "keys": keys });
+    let v = idp
+        .validator(|s| s.min_refetch_interval = Duration::from_secs(3600))
+        .await;
+    assert_eq!(v.jwks().len(), 10);
+    let c = claims(json!({}));
+    // The eighth RSA key is within the bound, the ninth is not tried.
+    assert!(check(&v, &(kidless(&signers[7]).1)(&c)).await.is_ok());
+    assert_eq!(
+        check(&v, &(kidless(&signers[8]).1)(&c)).await,
+        Err(JwtFailure::Signature)
+    );
+    // An EC token is matched with the EC key only.
+    assert!(check(&v, &(kidless(&ec).1)(&c)).await.is_ok());
+    // The refetch for the ninth key's token happened once; later misses do not refetch.
+    let fetched = idp.fetches("/keys");
+    assert_eq!(
+        check(&v, &(kidless(&signers[8]).1)(&c)).await,
+        Err(JwtFailure::Signature)
+    );
+    assert_eq!(idp.fetches("/keys"), fetched);
+
+    // A single-key provider rotates: the new kid-less key is fetched on the first miss.
+    let idp = Idp::start(&[]).await;
+    let (old, new) = (rsa_signer("o"), rsa_signer("n"));
+    *idp.jwks.lock().unwrap() = json!({ "keys": [kidless(&old).0] });
+    let v = idp
+        .validator(|s| s.min_refetch_interval = Duration::ZERO)
+        .await;
+    assert!(check(&v, &(kidless(&old).1)(&c)).await.is_ok());
+    *idp.jwks.lock().unwrap() = json!({ "keys": [kidless(&new).0] });
+    assert!(check(&v, &(kidless(&new).1)(&c)).await.is_ok());
+    // The old key is gone: its cached verification no longer counts.
+    assert_eq!(
+        check(&v, &(kidless(&old).1)(&c)).await,
+        Err(JwtFailure::Signature)
+    );
 }
 
 #[tokio::test]

@@ -1,13 +1,21 @@
 //! The door: in the enforced posture every request presents a JWT (checked by the configured
 //! validators) or a gateway API key; in the open posture nobody is asked. The result is the
-//! `Caller` that routing and authorization use.
+//! `Caller` that routing and authorization use, or a [`Refusal`] that says which method
+//! presented the refused credential.
+//!
+//! Several validators: a request is accepted when any validator that finds a token in its
+//! header accepts it. When the token's (unverified) `iss` is one that some validators accept,
+//! only those are tried; otherwise every validator that found a token is tried, in order. If all
+//! refuse, the caller sees the refusal that got furthest (a verified token with a wrong claim
+//! beats an unknown key, which beats a malformed token), with that validator's status and
+//! message.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::HeaderMap;
 
-use super::jwt::{JwtValidator, ValidatedClaims};
+use super::jwt::{unverified_issuer, JwtFailure, JwtValidator, ValidatedClaims};
 use super::keys::{presented_key, ApiKeyStore};
 use super::workspace::{VirtualKeys, Workspaces};
 use super::{AuthError, AuthMethod, AuthMode, Caller, Role};
@@ -18,6 +26,26 @@ pub struct Authenticator {
     pub jwt: Vec<JwtValidator>,
     pub workspaces: Workspaces,
     pub virtual_keys: VirtualKeys,
+    /// Headers that carry a keyway credential beyond the fixed ones the proxy always strips
+    /// (the JWT validators' configured headers): never forwarded upstream.
+    pub credential_headers: Vec<http::HeaderName>,
+}
+
+/// A refused request: the error to answer with and the method whose credential was refused
+/// (`None` when no credential was presented), for the `keyway_auth_total` metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub method: Option<AuthMethod>,
+    pub error: AuthError,
+}
+
+impl Refusal {
+    fn new(method: AuthMethod, error: AuthError) -> Refusal {
+        Refusal {
+            method: Some(method),
+            error,
+        }
+    }
 }
 
 /// A compact JWS has three dot-separated parts; gateway keys never contain a dot.
@@ -26,6 +54,27 @@ fn looks_like_jwt(token: &str) -> bool {
 }
 
 impl Authenticator {
+    pub fn new(
+        mode: AuthMode,
+        keys: ApiKeyStore,
+        jwt: Vec<JwtValidator>,
+        workspaces: Workspaces,
+        virtual_keys: VirtualKeys,
+    ) -> Authenticator {
+        let mut credential_headers: Vec<http::HeaderName> =
+            jwt.iter().map(|v| v.settings().header.clone()).collect();
+        credential_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        credential_headers.dedup();
+        Authenticator {
+            mode,
+            keys,
+            jwt,
+            workspaces,
+            virtual_keys,
+            credential_headers,
+        }
+    }
+
     pub fn enforced(&self) -> bool {
         self.mode == AuthMode::Enforced
     }
@@ -35,26 +84,84 @@ impl Authenticator {
         &self,
         headers: &HeaderMap,
         now: SystemTime,
-    ) -> Result<Option<Caller>, AuthError> {
+    ) -> Result<Option<Caller>, Refusal> {
         if !self.enforced() {
             return Ok(None);
         }
-        for v in &self.jwt {
-            if let Some(token) = v.token_from(headers).filter(|t| looks_like_jwt(t)) {
-                return match v.validate(token, now).await {
-                    Ok(claims) => caller_from_claims(claims).map(Some),
-                    Err(failure) => {
-                        log::info!("jwt refused: {}", failure.as_str());
-                        Err(v.auth_error(&failure))
-                    }
-                };
+        let mut presented = self
+            .jwt
+            .iter()
+            .filter_map(|v| v.token_from(headers).map(|t| (v, t)))
+            .filter(|(_, t)| looks_like_jwt(t));
+        if let Some(first) = presented.next() {
+            // One validator with a token (the usual case) costs no list.
+            let claims = match presented.next() {
+                None => validate_one(first.0, first.1, now).await,
+                Some(second) => {
+                    let all: Vec<_> = [first, second].into_iter().chain(presented).collect();
+                    validate_any(&all, now).await
+                }
             }
+            .map_err(|e| Refusal::new(AuthMethod::Jwt, e))?;
+            return caller_from_claims(claims)
+                .map(Some)
+                .map_err(|e| Refusal::new(AuthMethod::Jwt, e));
         }
         match presented_key(headers) {
-            Some(key) => self.keys.authenticate(key, now).map(|m| Some(m.caller)),
-            None => Err(AuthError::Missing),
+            Some(key) => self
+                .keys
+                .authenticate(key, now)
+                .map(|m| Some(m.caller))
+                .map_err(|e| Refusal::new(AuthMethod::ApiKey, e)),
+            None => Err(Refusal {
+                method: None,
+                error: AuthError::Missing,
+            }),
         }
     }
+}
+
+async fn validate_one(
+    v: &JwtValidator,
+    token: &str,
+    now: SystemTime,
+) -> Result<Arc<ValidatedClaims>, AuthError> {
+    v.validate(token, now).await.map_err(|f| refused(v, &f))
+}
+
+/// The first validator (among those accepting the token's issuer, else all, in order) that
+/// accepts its token; else the most specific refusal.
+async fn validate_any(
+    presented: &[(&JwtValidator, &str)],
+    now: SystemTime,
+) -> Result<Arc<ValidatedClaims>, AuthError> {
+    let by_issuer: Vec<&(&JwtValidator, &str)> = presented
+        .iter()
+        .filter(|(v, t)| unverified_issuer(t).is_some_and(|iss| v.accepts_issuer(&iss)))
+        .collect();
+    let candidates: Vec<&(&JwtValidator, &str)> = match by_issuer.is_empty() {
+        true => presented.iter().collect(),
+        false => by_issuer,
+    };
+    let mut worst: Option<(&JwtValidator, JwtFailure)> = None;
+    for (v, token) in candidates {
+        match v.validate(token, now).await {
+            Ok(claims) => return Ok(claims),
+            Err(f) if worst.as_ref().is_none_or(|(_, w)| f.depth() > w.depth()) => {
+                worst = Some((v, f))
+            }
+            Err(_) => {}
+        }
+    }
+    match worst {
+        Some((v, f)) => Err(refused(v, &f)),
+        None => Err(AuthError::Missing),
+    }
+}
+
+fn refused(v: &JwtValidator, failure: &JwtFailure) -> AuthError {
+    log::info!("jwt refused: {}", failure.as_str());
+    v.auth_error(failure)
 }
 
 fn caller_from_claims(c: Arc<ValidatedClaims>) -> Result<Caller, AuthError> {

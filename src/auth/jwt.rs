@@ -18,7 +18,7 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
-use super::jwks::{asymmetric_alg, JwksCache, JwksError, JwksSource};
+use super::jwks::{asymmetric_alg, JwksCache, JwksError, JwksSource, Published, VerifyKey};
 use super::verified::VerifiedTokens;
 use super::{AuthError, Outcome};
 
@@ -30,6 +30,10 @@ pub const FALLBACK_WORKSPACE_CLAIM: &str = "workspace_slug";
 pub const FALLBACK_ROLE_CLAIM: &str = "scopes";
 /// Roles recognised in the role claim, highest first: the first one present wins.
 const ROLES: [&str; 3] = ["owner", "admin", "member"];
+/// A token without `kid` is tried against at most this many published keys whose type and
+/// algorithm fit, as APIM's `validate-jwt` tries the keys it has; the bound keeps a forged token
+/// from costing more than a few signature checks.
+pub const MAX_KIDLESS_CANDIDATES: usize = 8;
 
 /// How a required claim's values must match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +60,12 @@ pub struct JwtSettings {
     /// Scheme before the token (`Bearer`, compared case-insensitively); `None`: the whole value.
     pub scheme: Option<String>,
     pub source: JwksSource,
-    /// Accepted `iss` values (exact match), including those derived from `tenant_id`. Empty: any.
+    /// Accepted `iss` values (exact match), including those derived from `tenant_id`. Empty
+    /// (and no `issuer_document`): any.
     pub issuers: Vec<String>,
+    /// An Entra tenant's v2 discovery document: its `issuer` and the same tenant's v1 issuer
+    /// are accepted too, read at every JWKS refresh (a tenant given by domain name).
+    pub issuer_document: Option<url::Url>,
     /// Accepted `aud` values; a token matches if any of its audiences is listed. Empty: any.
     pub audiences: Vec<String>,
     pub required_claims: Vec<RequiredClaim>,
@@ -102,9 +110,9 @@ pub enum JwtFailure {
     Malformed,
     #[error("token algorithm is refused (none, HMAC, unknown, or not the key's algorithm)")]
     Algorithm,
-    #[error("token header has no kid")]
-    MissingKid,
-    #[error("token kid is not in the key set (after a refetch)")]
+    /// The token's `kid` is not published (after a refetch), or, without `kid`, no published
+    /// key fits its algorithm.
+    #[error("no published key matches the token's kid or algorithm (after a refetch)")]
     UnknownKid,
     #[error("token signature does not verify")]
     Signature,
@@ -129,7 +137,6 @@ impl JwtFailure {
         match self {
             JwtFailure::Malformed => "malformed",
             JwtFailure::Algorithm => "algorithm",
-            JwtFailure::MissingKid => "missing_kid",
             JwtFailure::UnknownKid => "unknown_kid",
             JwtFailure::Signature => "signature",
             JwtFailure::MissingExpiration => "missing_exp",
@@ -139,6 +146,22 @@ impl JwtFailure {
             JwtFailure::Audience => "audience",
             JwtFailure::RequiredClaim(_) => "required_claim",
             JwtFailure::ClientApplication => "client_application",
+        }
+    }
+
+    /// How far validation got before this failure: among several validators, the refusal that
+    /// got furthest (signature verified, then a claim refused) is the one the caller sees.
+    pub fn depth(&self) -> u8 {
+        match self {
+            JwtFailure::Malformed => 0,
+            JwtFailure::Algorithm => 1,
+            JwtFailure::UnknownKid => 2,
+            JwtFailure::Signature => 3,
+            JwtFailure::MissingExpiration | JwtFailure::Expired | JwtFailure::NotYetValid => 4,
+            JwtFailure::Issuer => 5,
+            JwtFailure::Audience => 6,
+            JwtFailure::RequiredClaim(_) => 7,
+            JwtFailure::ClientApplication => 8,
         }
     }
 
@@ -167,7 +190,8 @@ impl JwtValidator {
     /// `jwks().refresh()` (or the first unknown-`kid` refetch).
     pub fn new(settings: JwtSettings) -> Result<JwtValidator, JwksError> {
         let jwks = JwksCache::new(settings.source.clone())?
-            .with_min_refetch_interval(settings.min_refetch_interval);
+            .with_min_refetch_interval(settings.min_refetch_interval)
+            .with_issuer_document(settings.issuer_document.clone());
         Ok(JwtValidator {
             issuers: settings.issuers.iter().cloned().collect(),
             audiences: settings.audiences.iter().cloned().collect(),
@@ -212,8 +236,10 @@ impl JwtValidator {
         }
     }
 
-    /// Validates `token` at time `now`. An unknown `kid` triggers at most one rate-limited
-    /// refetch of the key set (see [`JwksCache::refetch_for_unknown_kid`]).
+    /// Validates `token` at time `now`. A token naming a `kid` the set lacks triggers at most
+    /// one rate-limited refetch of the key set (see [`JwksCache::refetch_for_unknown_kid`]); a
+    /// token without `kid` is tried against the published keys that fit its algorithm (at most
+    /// [`MAX_KIDLESS_CANDIDATES`]), with the same refetch when none verifies it.
     pub async fn validate(
         &self,
         token: &str,
@@ -224,31 +250,86 @@ impl JwtValidator {
         }
         let digest = VerifiedTokens::digest(token);
         if let Some(hit) = self.verified.get(&digest) {
-            if self.jwks.get(&hit.kid).is_some() {
+            let published = self.jwks.published();
+            if published.keys.publishes(&hit.key) {
                 self.check_time(&hit.claims.claims, now)?;
+                self.check_issuer(&hit.claims.claims, &published)?;
                 return Ok(hit.claims.clone());
             }
         }
         let (alg, kid) = read_header(token)?;
-        let key = match self.jwks.get(&kid) {
-            Some(k) => k,
-            None => {
+        let (claims, key) = match self.verify(token, alg, kid.as_deref()).await {
+            Err(JwtFailure::UnknownKid | JwtFailure::Signature) if kid.is_none() => {
                 self.jwks.refetch_for_unknown_kid().await;
-                self.jwks.get(&kid).ok_or(JwtFailure::UnknownKid)?
+                self.verify(token, alg, None).await?
             }
+            Err(JwtFailure::UnknownKid) => {
+                self.jwks.refetch_for_unknown_kid().await;
+                self.verify(token, alg, kid.as_deref()).await?
+            }
+            other => other?,
         };
-        if !key.algs.contains(&alg) {
-            return Err(JwtFailure::Algorithm);
-        }
-        let claims = verify_signature(token, &key.key, alg)?;
         if !claims.is_object() {
             return Err(JwtFailure::Malformed);
         }
         self.check_time(&claims, now)?;
+        self.check_issuer(&claims, &self.jwks.published())?;
         self.check_claims(&claims)?;
         let validated = Arc::new(self.extract(claims));
-        self.verified.insert(digest, kid, validated.clone());
+        self.verified.insert(digest, key, validated.clone());
         Ok(validated)
+    }
+
+    /// Verifies the signature against the key the token names, or against the fitting keys
+    /// when it names none; returns the claims and the verifying key's thumbprint.
+    async fn verify(
+        &self,
+        token: &str,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> Result<(Value, [u8; 32]), JwtFailure> {
+        let published = self.jwks.published();
+        let check = |key: &VerifyKey| -> Result<(Value, [u8; 32]), JwtFailure> {
+            if !key.algs.contains(&alg) {
+                return Err(JwtFailure::Algorithm);
+            }
+            verify_signature(token, &key.key, alg).map(|c| (c, key.thumbprint))
+        };
+        if let Some(kid) = kid {
+            let key = published.keys.get(kid).ok_or(JwtFailure::UnknownKid)?;
+            return check(key);
+        }
+        let mut failure = JwtFailure::UnknownKid;
+        for key in published.keys.fitting(alg, MAX_KIDLESS_CANDIDATES) {
+            match check(key) {
+                Ok(found) => return Ok(found),
+                Err(JwtFailure::Signature) => failure = JwtFailure::Signature,
+                // Malformed (undecodable) tokens fail alike against every key.
+                Err(other) => return Err(other),
+            }
+        }
+        Err(failure)
+    }
+
+    /// Whether this validator accepts tokens of issuer `iss` (its configured issuers and those
+    /// its tenant's discovery document names); a validator with neither accepts any.
+    pub fn accepts_issuer(&self, iss: &str) -> bool {
+        self.issuer_ok(Some(iss), &self.jwks.published())
+    }
+
+    fn issuer_ok(&self, iss: Option<&str>, published: &Published) -> bool {
+        if self.issuers.is_empty() && self.settings.issuer_document.is_none() {
+            return true;
+        }
+        iss.is_some_and(|i| self.issuers.contains(i) || published.issuers.iter().any(|p| p == i))
+    }
+
+    fn check_issuer(&self, claims: &Value, published: &Published) -> Result<(), JwtFailure> {
+        let iss = claims.get("iss").and_then(Value::as_str);
+        match self.issuer_ok(iss, published) {
+            true => Ok(()),
+            false => Err(JwtFailure::Issuer),
+        }
     }
 
     fn check_time(&self, claims: &Value, now: SystemTime) -> Result<(), JwtFailure> {
@@ -270,12 +351,6 @@ impl JwtValidator {
     }
 
     fn check_claims(&self, claims: &Value) -> Result<(), JwtFailure> {
-        if !self.issuers.is_empty() {
-            let iss = claims.get("iss").and_then(Value::as_str);
-            if !iss.is_some_and(|i| self.issuers.contains(i)) {
-                return Err(JwtFailure::Issuer);
-            }
-        }
         if !self.audiences.is_empty() {
             let ok = match claims.get("aud") {
                 Some(Value::String(a)) => self.audiences.contains(a),
@@ -339,9 +414,9 @@ impl JwtValidator {
     }
 }
 
-/// `alg` and `kid` from the protected header. Only asymmetric algorithms pass; a header with
-/// `crit` is refused, since no critical extension is understood here (RFC 7515 §4.1.11).
-fn read_header(token: &str) -> Result<(Algorithm, String), JwtFailure> {
+/// `alg` and `kid` (if any) from the protected header. Only asymmetric algorithms pass; a header
+/// with `crit` is refused, since no critical extension is understood here (RFC 7515 §4.1.11).
+fn read_header(token: &str) -> Result<(Algorithm, Option<String>), JwtFailure> {
     #[derive(serde::Deserialize)]
     struct Header {
         alg: Option<String>,
@@ -366,10 +441,19 @@ fn read_header(token: &str) -> Result<(Algorithm, String), JwtFailure> {
         .as_deref()
         .and_then(asymmetric_alg)
         .ok_or(JwtFailure::Algorithm)?;
-    match header.kid {
-        Some(k) if !k.is_empty() => Ok((alg, k)),
-        _ => Err(JwtFailure::MissingKid),
+    Ok((alg, header.kid.filter(|k| !k.is_empty())))
+}
+
+/// The `iss` a token claims, read without verifying anything: only to choose which validator
+/// checks it. `None` for anything unreadable.
+pub fn unverified_issuer(token: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        iss: Option<String>,
     }
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    serde_json::from_slice::<Claims>(&bytes).ok()?.iss
 }
 
 /// Verifies the signature with `alg` and returns the claims; no claim is checked here.
@@ -511,11 +595,11 @@ mod tests {
     }
 
     #[test]
-    fn headers_refuse_none_hmac_crit_and_missing_kid() {
+    fn headers_refuse_none_hmac_and_crit_and_allow_no_kid() {
         let tok = |h: Value| format!("{}.e30.sig", URL_SAFE_NO_PAD.encode(h.to_string()));
         assert_eq!(
             read_header(&tok(json!({"alg":"RS256","kid":"k"}))),
-            Ok((Algorithm::RS256, "k".into()))
+            Ok((Algorithm::RS256, Some("k".into())))
         );
         for h in [
             json!({"alg":"none","kid":"k"}),
@@ -526,7 +610,11 @@ mod tests {
         }
         assert_eq!(
             read_header(&tok(json!({"alg":"ES256"}))),
-            Err(JwtFailure::MissingKid)
+            Ok((Algorithm::ES256, None))
+        );
+        assert_eq!(
+            read_header(&tok(json!({"alg":"ES256","kid":""}))),
+            Ok((Algorithm::ES256, None))
         );
         assert_eq!(
             read_header(&tok(json!({"alg":"ES256","kid":"k","crit":["exp"]}))),
@@ -534,6 +622,34 @@ mod tests {
         );
         assert_eq!(read_header("a.b"), Err(JwtFailure::Malformed));
         assert_eq!(read_header("!!.b.c"), Err(JwtFailure::Malformed));
+    }
+
+    #[test]
+    fn unverified_issuer_reads_the_payload_only() {
+        let tok = |c: Value| format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(c.to_string()));
+        assert_eq!(
+            unverified_issuer(&tok(json!({"iss":"https://a/"}))).as_deref(),
+            Some("https://a/")
+        );
+        assert_eq!(unverified_issuer(&tok(json!({"iss":7}))), None);
+        assert_eq!(unverified_issuer("a.!!.c"), None);
+        assert_eq!(unverified_issuer("abc"), None);
+    }
+
+    #[test]
+    fn later_checks_are_more_specific() {
+        let order = [
+            JwtFailure::Malformed,
+            JwtFailure::Algorithm,
+            JwtFailure::UnknownKid,
+            JwtFailure::Signature,
+            JwtFailure::Expired,
+            JwtFailure::Issuer,
+            JwtFailure::Audience,
+            JwtFailure::RequiredClaim("r".into()),
+            JwtFailure::ClientApplication,
+        ];
+        assert!(order.windows(2).all(|w| w[0].depth() < w[1].depth()));
     }
 
     #[test]

@@ -15,7 +15,8 @@ const TTL: Duration = Duration::from_secs(300);
 const CAPACITY: usize = 10_000;
 
 pub struct Verified {
-    pub kid: String,
+    /// Thumbprint of the key that verified the token: a hit counts only while it is published.
+    pub key: [u8; 32],
     pub claims: Arc<ValidatedClaims>,
     at: Instant,
 }
@@ -44,11 +45,11 @@ impl VerifiedTokens {
         self.0.get(digest).filter(|v| v.at.elapsed() < TTL)
     }
 
-    pub fn insert(&self, digest: [u8; 32], kid: String, claims: Arc<ValidatedClaims>) {
+    pub fn insert(&self, digest: [u8; 32], key: [u8; 32], claims: Arc<ValidatedClaims>) {
         self.0.insert(
             digest,
             Arc::new(Verified {
-                kid,
+                key,
                 claims,
                 at: Instant::now(),
             }),

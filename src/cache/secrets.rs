@@ -374,7 +374,21 @@ impl SecretStore {
 
     /// Ready when prefetching is off or every entry holds a value.
     pub fn ready(&self) -> bool {
-        !self.prefetch || (0..self.entries.len()).all(|id| self.values.get(&id).is_some())
+        self.missing().is_empty()
+    }
+
+    /// The slugs of prefetched references that hold no value yet (each once).
+    pub fn missing(&self) -> Vec<Arc<str>> {
+        if !self.prefetch {
+            return Vec::new();
+        }
+        let mut out: Vec<Arc<str>> = (0..self.entries.len())
+            .filter(|id| self.values.get(id).is_none())
+            .map(|id| self.entries[id].slug.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 }
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-use crate::auth::jwks::{parse_jwk, Jwk, JwksSource, DEFAULT_MIN_REFETCH_INTERVAL};
+use crate::auth::jwks::{
+    parse_jwk, Jwk, JwksSource, AZURE_V1_ISSUER_HOST, DEFAULT_MIN_REFETCH_INTERVAL,
+};
 use crate::auth::jwt::{ClaimMatch, JwtSettings, RequiredClaim};
 
 /// Default message of a refused token, as APIM's.
@@ -17,8 +19,6 @@ const DEFAULT_CLOCK_SKEW: u64 = 300;
 const MAX_CLOCK_SKEW: u64 = 3600;
 const DEFAULT_REFRESH: u64 = 300;
 const MAX_REFRESH: u64 = 86_400;
-/// The public-cloud v1 issuer host of Entra (`https://sts.windows.net/{tid}/`).
-const AZURE_V1_ISSUER_HOST: &str = "https://sts.windows.net";
 
 /// One `[[auth.jwt]]` entry.
 #[derive(Debug, Default, Deserialize)]
@@ -48,7 +48,7 @@ pub struct JwtSection {
     pub failed_validation_httpcode: Option<u16>,
     /// Default "JWT not present or invalid.".
     pub failed_validation_error_message: Option<String>,
-    /// Entra tenant: accepts its v1 and v2 issuers.
+    /// Entra tenant, GUID or domain: accepts the v1 and v2 issuers its discovery document names.
     pub tenant_id: Option<String>,
     #[serde(default)]
     pub client_application_ids: Vec<String>,
@@ -112,7 +112,9 @@ pub fn validate(
     };
     let source = key_source(&section, path, authority, tenant)?;
     let mut issuers = non_empty_list(&section.issuers, "issuers", path)?;
-    if let Some(t) = tenant {
+    // A tenant GUID gives its issuers at once; a domain only through discovery (below), since
+    // Entra writes the GUID, never the domain, into `iss`.
+    if let Some(t) = tenant.filter(|t| is_guid(t)) {
         for iss in [
             format!("{AZURE_V1_ISSUER_HOST}/{t}/"),
             format!("{authority}/{t}/v2.0"),
@@ -122,7 +124,7 @@ pub fn validate(
             }
         }
     }
-    if issuers.is_empty() {
+    if issuers.is_empty() && tenant.is_none() {
         return Err(format!(
             "{path}: set issuers or tenant_id: without them a token signed by any key of the set \
              is accepted, including other tenants' tokens from a shared key set such as Entra's"
@@ -158,11 +160,23 @@ pub fn validate(
             format!("{refresh} is outside 1-{MAX_REFRESH}"),
         ));
     }
+    // Entra's tokens carry the tenant GUID: with a domain (or a GUID) the tenant's discovery
+    // document says which, at every JWKS refresh.
+    let issuer_document = match tenant {
+        Some(t) => Some(
+            Url::parse(&format!(
+                "{authority}/{t}/v2.0/.well-known/openid-configuration"
+            ))
+            .map_err(|e| err("tenant_id", format!("cannot build its discovery URL: {e}")))?,
+        ),
+        None => None,
+    };
     Ok(JwtSettings {
         header,
         scheme,
         source,
         issuers,
+        issuer_document,
         audiences,
         required_claims: required_claims(&section.required_claims, path)?,
         clock_skew: Duration::from_secs(skew),
@@ -276,11 +290,10 @@ fn inline_keys(keys: &[JwkSection], path: &str) -> Result<JwksSource, String> {
             y: k.y.clone(),
         };
         let parsed = parse_jwk(&jwk).map_err(|e| format!("{path}.keys[{j}]: {e}"))?;
-        if !kids.insert(parsed.kid.clone()) {
-            return Err(format!(
-                "{path}.keys[{j}].kid: '{}' is listed twice",
-                parsed.kid
-            ));
+        if let Some(kid) = parsed.kid {
+            if !kids.insert(kid.clone()) {
+                return Err(format!("{path}.keys[{j}].kid: '{kid}' is listed twice"));
+            }
         }
         out.push(jwk);
     }
@@ -329,6 +342,15 @@ fn claim_name(v: Option<String>, field: &str, path: &str) -> Result<Option<Strin
     }
 }
 
+/// `8-4-4-4-12` hex digits.
+fn is_guid(t: &str) -> bool {
+    let groups: Vec<&str> = t.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 fn is_tenant(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= 256
@@ -373,12 +395,13 @@ mod tests {
 
     #[test]
     fn tenant_id_adds_v1_and_v2_issuers_and_discovery() {
-        let s = parse("tenant_id = \"t1\"\naudiences = [\"api://k\"]").unwrap();
+        const T: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+        let s = parse(&format!("tenant_id = \"{T}\"\naudiences = [\"api://k\"]")).unwrap();
         assert_eq!(
             s.issuers,
             vec![
-                "https://sts.windows.net/t1/".to_owned(),
-                format!("{AUTHORITY}/t1/v2.0")
+                format!("https://sts.windows.net/{T}/"),
+                format!("{AUTHORITY}/{T}/v2.0")
             ]
         );
         let JwksSource::OpenIdConfig(u) = &s.source else {
@@ -386,12 +409,32 @@ mod tests {
         };
         assert_eq!(
             u.as_str(),
-            "https://login.microsoftonline.com/t1/v2.0/.well-known/openid-configuration"
+            format!("https://login.microsoftonline.com/{T}/v2.0/.well-known/openid-configuration")
         );
+        assert_eq!(
+            s.issuer_document.as_ref(),
+            Some(u),
+            "the tenant's issuer is discovered"
+        );
+        let s = parse("tenant_id = \"contoso.onmicrosoft.com\"\naudiences = [\"a\"]").unwrap();
+        assert!(
+            s.issuers.is_empty(),
+            "a domain's issuers come from discovery only"
+        );
+        let s = parse(&base("tenant_id = \"contoso.onmicrosoft.com\"")).unwrap();
+        assert!(
+            matches!(s.source, JwksSource::OpenIdConfig(ref u) if u.host_str() == Some("idp.example"))
+        );
+        assert_eq!(
+            s.issuer_document.unwrap().as_str(),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0/.well-known/openid-configuration"
+        );
+        assert_eq!(parse(&base("")).unwrap().issuer_document, None);
         let section: JwtSection =
-            toml::from_str("tenant_id = \"t1\"\naudiences = [\"a\"]").unwrap();
+            toml::from_str(&format!("tenant_id = \"{T}\"\naudiences = [\"a\"]")).unwrap();
         let s = validate(section, "auth.jwt[0]", "http://127.0.0.1:5000/").unwrap();
-        assert_eq!(s.issuers[1], "http://127.0.0.1:5000/t1/v2.0");
+        assert_eq!(s.issuers[1], format!("http://127.0.0.1:5000/{T}/v2.0"));
+        assert!(is_guid(T) && !is_guid("contoso.onmicrosoft.com") && !is_guid("t1"));
     }
 
     #[test]

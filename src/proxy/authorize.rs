@@ -8,7 +8,7 @@ use pingora::proxy::Session;
 use serde::Deserialize;
 
 use super::Gateway;
-use crate::auth::{AuthError, AuthMethod, Caller};
+use crate::auth::{AuthError, Caller};
 use crate::error::ErrorResponse;
 use crate::routing::Plan;
 
@@ -31,14 +31,10 @@ impl Gateway {
                 Ok(Some(c))
             }
             Ok(None) => Ok(None),
-            Err(e) => {
-                let method = match e {
-                    AuthError::Jwt { .. } => Some(AuthMethod::Jwt),
-                    AuthError::Missing => None,
-                    _ => Some(AuthMethod::ApiKey),
-                };
-                self.metrics.auth(method, Some(e.outcome_kind()));
-                Err(ErrorResponse::from(&e))
+            // Counted under the method that presented the refused credential.
+            Err(r) => {
+                self.metrics.auth(r.method, Some(r.error.outcome_kind()));
+                Err(ErrorResponse::from(&r.error))
             }
         }
     }

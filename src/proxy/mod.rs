@@ -283,6 +283,7 @@ impl ProxyHttp for Gateway {
                 plan,
                 ctx.token.as_deref(),
                 ctx.secret.as_ref().map(|s| &s.0),
+                &self.auth.credential_headers,
             ),
             None => Ok(()),
         }

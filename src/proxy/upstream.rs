@@ -23,13 +23,16 @@ const CREDENTIAL_HEADERS: [HeaderName; 7] = [
     http::header::COOKIE,
 ];
 
+/// Rewrites the request for `plan`. `also_strip` names the headers that carry a keyway
+/// credential besides [`CREDENTIAL_HEADERS`] (configured JWT headers).
 pub fn rewrite(
     req: &mut RequestHeader,
     plan: &Plan,
     token: Option<&CachedToken>,
     secret: Option<&http::HeaderValue>,
+    also_strip: &[HeaderName],
 ) -> Result<()> {
-    for name in &CREDENTIAL_HEADERS {
+    for name in CREDENTIAL_HEADERS.iter().chain(also_strip) {
         req.remove_header(name);
     }
     // Requests carry a handful of headers: rescanning beats allocating a list per request.

@@ -3,9 +3,9 @@
 //! retried with back-off while the old token serves, idle header credentials dropped, and
 //! upstream hosts re-resolved.
 
+pub mod readiness;
 pub mod schedule;
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,10 +28,11 @@ pub struct Refresher {
     pub fixed_hosts: Vec<Arc<str>>,
     pub tokens: Arc<TokenCache>,
     pub secrets: Arc<crate::cache::secrets::SecretStore>,
-    /// JWKS documents of the JWT validators, with their refresh intervals.
-    pub jwks: Vec<(Arc<JwksCache>, Duration)>,
+    /// JWKS documents of the JWT validators, with their config path (`auth.jwt[0]`) and
+    /// refresh intervals.
+    pub jwks: Vec<(String, Arc<JwksCache>, Duration)>,
     pub metrics: Arc<Metrics>,
-    pub ready: Arc<AtomicBool>,
+    pub ready: Arc<readiness::Readiness>,
 }
 
 impl Refresher {
@@ -56,20 +57,45 @@ impl Refresher {
         }
     }
 
-    /// Ready once every configured credential holds a token and every mapped secret (when
-    /// prefetched) a value.
+    /// Ready once every configured credential holds a token, every mapped secret (when
+    /// prefetched) a value and every JWT validator its key set; until then `/readyz` names
+    /// what is missing.
     fn update_ready(&self) {
-        if !self.ready.load(std::sync::atomic::Ordering::Relaxed)
-            && self.secrets.ready()
-            && self
-                .tokens
-                .all()
+        if self.ready.is_ready() {
+            return;
+        }
+        let mut missing: Vec<String> = self
+            .tokens
+            .all()
+            .iter()
+            .filter(|s| s.is_pinned() && !s.has_token())
+            .map(|s| {
+                let name = s.name.as_deref().unwrap_or("?");
+                format!("credential '{name}' (no {} token yet)", s.mode)
+            })
+            .collect();
+        missing.sort();
+        missing.extend(
+            self.secrets
+                .missing()
                 .iter()
-                .filter(|s| s.is_pinned())
-                .all(|s| s.has_token())
-        {
-            crate::app::set_ready(&self.ready);
-            log::info!("keyway is ready: every configured credential holds a token or secret");
+                .map(|slug| format!("secret reference '{slug}' (no value yet)")),
+        );
+        missing.extend(
+            self.jwks
+                .iter()
+                .filter(|(_, c, _)| !c.is_loaded())
+                .map(|(name, c, _)| {
+                    format!(
+                        "JWT validator {name} (no keys yet from its {})",
+                        c.source_label()
+                    )
+                }),
+        );
+        if self.ready.update(missing) {
+            log::info!(
+                "keyway is ready: every configured credential holds a token or secret and every JWT validator its keys"
+            );
         }
     }
 }
@@ -127,7 +153,7 @@ impl BackgroundService for Refresher {
                 tokio::spawn(async move { refresh_one(&slot, &metrics).await });
             }
         }
-        for (cache, every) in &self.jwks {
+        for (_, cache, every) in &self.jwks {
             tokio::spawn(keep_jwks_fresh(cache.clone(), *every, self.metrics.clone()));
         }
         let mut tick = tokio::time::interval(TICK);

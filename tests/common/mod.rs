@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod identity;
+pub mod jwt;
 pub mod secrets;
 
 use std::convert::Infallible;
