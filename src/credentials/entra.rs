@@ -153,29 +153,48 @@ pub struct EntraSecret {
 }
 
 impl EntraSecret {
-    /// A mapped secret is read from its cache first; when Entra refuses it, the cache is told,
-    /// so the next attempt fetches the (perhaps rotated) secret afresh.
+    /// A mapped secret is read from its cache first. When Entra refuses it, the secret was
+    /// probably rotated: the cache is told, the secret is fetched afresh (once, however many
+    /// token fetches hit the refusal together) and, if it changed, the exchange is tried once
+    /// more, so a rotation costs no failed request.
     pub async fn get_token(&self) -> Result<Token, CredentialError> {
-        let secret = match &self.secret {
-            ClientSecret::Value(v) => v.clone(),
-            ClientSecret::Lookup(l) => l.current().await?,
+        let lookup = match &self.secret {
+            ClientSecret::Value(v) => return self.exchange_with(v).await,
+            ClientSecret::Lookup(l) => l,
         };
-        let result = exchange(
+        let secret = lookup.current().await?;
+        let result = self.exchange_with(&secret).await;
+        if !matches!(result, Err(CredentialError::Rejected { .. })) {
+            return result;
+        }
+        lookup.refused(&secret);
+        match lookup.current().await {
+            Ok(fresh) if fresh != secret => {
+                log::info!(
+                    "entra: the identity provider refused the mapped client secret; retrying with the value fetched afresh"
+                );
+                let retried = self.exchange_with(&fresh).await;
+                if matches!(retried, Err(CredentialError::Rejected { .. })) {
+                    lookup.refused(&fresh);
+                }
+                retried
+            }
+            // Unchanged (not rotated) or not to be had: the refusal stands.
+            _ => result,
+        }
+    }
+
+    async fn exchange_with(&self, secret: &Secret) -> Result<Token, CredentialError> {
+        exchange(
             &self.http,
             AuthMode::Entra,
             &self.authority,
             &self.tenant,
             &self.client_id,
             &self.scope,
-            ClientAuth::Secret(&secret),
+            ClientAuth::Secret(secret),
         )
-        .await;
-        if let (Err(CredentialError::Rejected { .. }), ClientSecret::Lookup(l)) =
-            (&result, &self.secret)
-        {
-            l.refused(&secret);
-        }
-        result
+        .await
     }
 }
 

@@ -14,6 +14,7 @@ mod config_errors;
 mod key_vault_and_vault;
 mod masking;
 mod metrics_and_fakes;
+mod rotation;
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};

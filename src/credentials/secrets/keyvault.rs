@@ -40,39 +40,75 @@ pub fn secret_url(vault_url: &str, path: &str) -> Result<Url, String> {
 }
 
 impl KeyVaultSecret {
+    /// Reads the secret. A 401 means Key Vault refused the Entra token (revoked, or its signing
+    /// keys rolled): the token is dropped, a fresh one fetched (single flight in the token
+    /// cache) and the read tried once more.
     pub async fn get(&self) -> Result<SecretDoc, SecretError> {
-        let token = self
-            .token
+        let token = self.bearer().await?;
+        let refused = match self.read(&token).await {
+            Ok(doc) => return Ok(doc),
+            Err(Other(e)) => return Err(e),
+            Err(Refused401(e)) => e,
+        };
+        self.token.reject(&token);
+        let fresh = self.bearer().await?;
+        if fresh == token {
+            return Err(refused);
+        }
+        match self.read(&fresh).await {
+            Ok(doc) => Ok(doc),
+            Err(Other(e)) => Err(e),
+            Err(Refused401(e)) => {
+                self.token.reject(&fresh);
+                Err(e)
+            }
+        }
+    }
+
+    async fn bearer(&self) -> Result<Secret, SecretError> {
+        self.token
             .bearer()
             .await
-            .map_err(|source| SecretError::Credential { manager: M, source })?;
+            .map_err(|source| SecretError::Credential { manager: M, source })
+    }
+
+    async fn read(&self, token: &Secret) -> Result<SecretDoc, ReadError> {
         let req = self
             .http
             .get(self.url.clone())
             .bearer_auth(token.expose())
             .header("accept", "application/json");
-        let (status, body) = send(M, req).await?;
+        let (status, body) = send(M, req).await.map_err(Other)?;
         let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
         if status != 200 {
-            if status == 401 {
-                self.token.reject(&token);
-            }
             let code = json
                 .as_ref()
                 .and_then(|j| j.pointer("/error/code"))
                 .and_then(|c| c.as_str())
                 .filter(|c| c.len() <= 64 && c.bytes().all(|b| b.is_ascii_alphanumeric()));
-            return Err(http_error(M, status, code));
+            let e = http_error(M, status, code);
+            return Err(if status == 401 {
+                Refused401(e)
+            } else {
+                Other(e)
+            });
         }
         match json.as_ref().and_then(|j| j.get("value")) {
             Some(serde_json::Value::String(v)) => Ok(SecretDoc::Text(Secret::new(v.as_str()))),
-            _ => Err(SecretError::Malformed {
+            _ => Err(Other(SecretError::Malformed {
                 manager: M,
                 detail: "the answer has no string 'value'".into(),
-            }),
+            })),
         }
     }
 }
+
+/// A read's failure: Key Vault refused the token (worth one retry with a fresh one), or not.
+enum ReadError {
+    Refused401(SecretError),
+    Other(SecretError),
+}
+use ReadError::{Other, Refused401};
 
 #[async_trait]
 impl SecretFetcher for KeyVaultSecret {

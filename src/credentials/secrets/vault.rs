@@ -86,13 +86,16 @@ impl VaultSecret {
         }
     }
 
+    /// Reads the secret. With AppRole, a refused token (revoked, expired early) is replaced by
+    /// a new login and the read tried once more; concurrent reads refused with the same token
+    /// share that one login.
     pub async fn get(&self) -> Result<SecretDoc, SecretError> {
-        let token = self.token(false).await?;
+        let token = self.token(None).await?;
         match self.read(&token).await {
             Err(SecretError::Rejected { .. })
                 if matches!(self.settings.auth, VaultAuth::AppRole { .. }) =>
             {
-                let token = self.token(true).await?;
+                let token = self.token(Some(&token)).await?;
                 self.read(&token).await
             }
             other => other,
@@ -130,8 +133,9 @@ impl VaultSecret {
     }
 
     /// The token to read with: the static one, or the AppRole login token (logging in when
-    /// there is none, it is due for renewal, or `fresh` is asked).
-    async fn token(&self, fresh: bool) -> Result<Secret, SecretError> {
+    /// there is none, it is due for renewal, or it is `refused` — unless another read already
+    /// replaced that one).
+    async fn token(&self, refused: Option<&Secret>) -> Result<Secret, SecretError> {
         let (role_id, secret_id, mount) = match &self.settings.auth {
             VaultAuth::Token(t) => return Ok(t.clone()),
             VaultAuth::AppRole {
@@ -142,7 +146,8 @@ impl VaultSecret {
         };
         let mut login = self.login.lock().await;
         if let Some(l) = login.as_ref() {
-            if !fresh && l.renew_at.is_none_or(|at| Instant::now() < at) {
+            let kept = refused != Some(&l.token);
+            if kept && l.renew_at.is_none_or(|at| Instant::now() < at) {
                 return Ok(l.token.clone());
             }
         }

@@ -58,6 +58,8 @@ struct EntraState {
     outage: bool,
     issued: u64,
     current: HashMap<(String, String), String>,
+    /// Tokens revoked before their expiry (resource servers refuse them).
+    revoked: Vec<String>,
     requests: Vec<TokenRequest>,
 }
 
@@ -102,6 +104,19 @@ impl EntraHandle {
     pub fn current_token(&self, client_id: &str, scope: &str) -> Option<String> {
         let key = (client_id.to_owned(), scope.to_owned());
         self.0.lock().unwrap().current.get(&key).cloned()
+    }
+
+    /// Revokes an issued token, as Entra does when its signing keys roll or the app is
+    /// disabled: resource servers (the fake Key Vault) refuse it from now on.
+    pub fn revoke(&self, token: &str) {
+        let mut st = self.0.lock().unwrap();
+        st.revoked.push(token.to_owned());
+        st.current.retain(|_, t| t != token);
+    }
+
+    /// Whether `token` was revoked.
+    pub fn is_revoked(&self, token: &str) -> bool {
+        self.0.lock().unwrap().revoked.iter().any(|t| t == token)
     }
 
     /// Whether `token` is the current token of some (client_id, scope).
@@ -213,6 +228,7 @@ impl FakeEntra {
             outage: false,
             issued: 0,
             current: HashMap::new(),
+            revoked: Vec::new(),
             requests: Vec::new(),
         })));
         let h = handle.clone();

@@ -215,6 +215,9 @@ impl KvState {
     /// tokens to requests exactly when every request it received was answered with a token.
     /// Otherwise only the reader's current token passes.
     fn issued_to_a_reader(&self, t: &str) -> bool {
+        if self.entra.is_revoked(t) {
+            return false;
+        }
         let is_reader = |c: Option<&str>| c.is_some_and(|c| self.readers.iter().any(|r| r == c));
         if self
             .readers
