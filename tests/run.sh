@@ -23,9 +23,13 @@ echo "== cargo test (unit + end-to-end)"
 KEYWAY_REQUIRE_INTEROP=1 cargo test --release --locked
 
 echo "== interop (OpenAI and Portkey SDKs against the built binary)"
-cargo build --release --locked --bin keyway
+# The binary cargo test built for the end-to-end tests. A separate `cargo build --bin keyway`
+# would compile Pingora, the AWS SDK and keyway a second time: dev-dependencies' features are
+# unified into test builds only, so the two builds differ.
+bin="$CARGO_TARGET_DIR/release/keyway"
+[ -x "$bin" ] || { echo "run.sh: cargo test left no keyway binary at $bin" >&2; exit 1; }
 # The last interop test scans every keyway log of this run (Rust and interop) for every secret
 # the tests handed to keyway.
-KEYWAY_BIN="$CARGO_TARGET_DIR/release/keyway" \
+KEYWAY_BIN="$bin" \
 KEYWAY_LOG_DIRS="$CARGO_TARGET_DIR/tmp/keyway-logs" \
     "$cache/venv/bin/python" -m pytest tests/interop -q -p no:cacheprovider
