@@ -1,13 +1,23 @@
-//! The one place errors become HTTP: a status and the Portkey-shaped JSON body
-//! `{"status":"failure","message":"…"}`. Messages name the header or setting at fault and never
-//! carry key material (routing errors are built without it).
+//! The one place errors become HTTP: a status and a JSON body. keyway's own errors have the
+//! Portkey shape `{"status":"failure","message":"…"}`; authentication and secret errors the
+//! OpenAI shape `{"error":{"message","type","code"}}` that SDKs surface. Messages name the
+//! header or setting at fault and never carry key material (the errors are built without it).
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::auth::AuthError;
+use crate::cache::secrets::SecretUnavailable;
 use crate::credentials::CredentialError;
 use crate::routing::RouteError;
+use crate::vocab::Outcome;
+
+/// Largest request body keyway reads itself (to check its model against an allow-list). Pingora
+/// replays a body it buffered for retries up to this size, so a larger one could not be
+/// forwarded after being read.
+pub const BODY_CHECK_LIMIT: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorResponse {
@@ -19,12 +29,25 @@ pub struct ErrorResponse {
 }
 
 impl ErrorResponse {
-    pub fn new(status: u16, message: impl Into<String>) -> Self {
+    fn portkey(status: u16, message: impl Into<String>) -> Self {
         ErrorResponse {
             status,
             message: message.into(),
             raw_body: None,
             www_authenticate: (status == 401).then_some("Bearer realm=\"keyway\""),
+        }
+    }
+
+    /// An OpenAI-style error body: `{"error":{"message","type","param":null,"code"}}`.
+    fn openai(status: u16, message: String, kind: &'static str, code: &'static str) -> Self {
+        let body = serde_json::json!({
+            "error": { "message": message, "type": kind, "param": null, "code": code }
+        });
+        ErrorResponse {
+            status,
+            raw_body: Some(Bytes::from(body.to_string())),
+            message,
+            www_authenticate: None,
         }
     }
 
@@ -45,74 +68,116 @@ impl ErrorResponse {
     }
 }
 
-impl ErrorResponse {
-    /// An OpenAI-style error body: `{"error":{"message","type","param":null,"code"}}`.
-    pub fn openai(status: u16, message: String, kind: &'static str) -> Self {
-        let body = serde_json::json!({
-            "error": { "message": message, "type": kind, "param": null, "code": kind }
-        });
-        ErrorResponse {
-            status,
-            raw_body: Some(Bytes::from(body.to_string())),
-            message,
-            www_authenticate: None,
+/// keyway's own refusals that are neither routing nor authentication: what the proxy finds
+/// while preparing a request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    #[error("upstream host {0} cannot be resolved")]
+    UnresolvableHost(Arc<str>),
+    #[error("the request body could not be read")]
+    BodyUnreadable,
+    #[error(
+        "the request body is over 64 KiB: too large to check its model against the allow-list"
+    )]
+    BodyTooLarge,
+    #[error("the request body names no model, and this caller may use only some models")]
+    BodyWithoutModel,
+    #[error("the request body is not JSON, and this caller may use only some models")]
+    BodyNotJson,
+    #[error("secret reference '{0}' holds characters not allowed in a header")]
+    SecretNotHeaderSafe(Arc<str>),
+    /// A secret reference the caller's workspace may not use (`None`: the open posture).
+    #[error("secret reference '{slug}' is not available to {}", match .workspace {
+        Some(w) => format!("workspace '{w}'"),
+        None => "callers without a workspace (open posture)".to_owned(),
+    })]
+    SecretForbidden {
+        slug: Arc<str>,
+        workspace: Option<Arc<str>>,
+    },
+    /// A token that could not be had; `configured`: keyway's own credential, not the caller's.
+    #[error("azure auth mode {error}")]
+    Credential {
+        error: CredentialError,
+        configured: bool,
+    },
+    #[error("{0}")]
+    Secret(SecretUnavailable),
+}
+
+impl From<&GatewayError> for ErrorResponse {
+    fn from(e: &GatewayError) -> Self {
+        use GatewayError::*;
+        let message = e.to_string();
+        match e {
+            UnresolvableHost(_) => ErrorResponse::portkey(502, message),
+            BodyUnreadable | BodyWithoutModel | BodyNotJson => ErrorResponse::portkey(400, message),
+            BodyTooLarge => ErrorResponse::portkey(413, message),
+            SecretNotHeaderSafe(_) | Secret(_) => {
+                ErrorResponse::openai(503, message, "secret_unavailable", "secret_unavailable")
+            }
+            SecretForbidden { .. } => ErrorResponse::openai(
+                403,
+                message,
+                "secret_reference_forbidden",
+                "secret_reference_forbidden",
+            ),
+            // A rejected credential the caller sent (headers) is the caller's 401; one from
+            // keyway's configuration, or an identity provider that is down, is a 502.
+            Credential { error, configured } => match (error, configured) {
+                (CredentialError::Rejected { .. }, false) => ErrorResponse::portkey(401, message),
+                _ => ErrorResponse::portkey(502, message),
+            },
         }
     }
 }
 
-/// A mapped secret that cannot be had: 503, naming the reference's slug and the failure class.
-pub fn for_secret(e: &crate::cache::secrets::SecretUnavailable) -> ErrorResponse {
-    ErrorResponse::openai(503, e.to_string(), "secret_unavailable")
-}
-
-/// A secret reference the caller's workspace may not use: 403.
-pub fn secret_forbidden(slug: &str, workspace: Option<&str>) -> ErrorResponse {
-    let who = match workspace {
-        Some(w) => format!("workspace '{w}'"),
-        None => "callers without a workspace (open posture)".to_owned(),
-    };
-    ErrorResponse::openai(
-        403,
-        format!("secret reference '{slug}' is not available to {who}"),
-        "secret_reference_forbidden",
-    )
-}
-
 impl From<&AuthError> for ErrorResponse {
+    /// 401 for missing, invalid and expired credentials (with `WWW-Authenticate`, RFC 6750),
+    /// 403 for forbidden, a JWT validator's configured status and message for its refusals,
+    /// 400 for a virtual key in the open posture; OpenAI-style bodies.
     fn from(e: &AuthError) -> Self {
-        let (status, body) = e.error_body();
+        let jwt = matches!(e, AuthError::Jwt { .. });
+        let status = match e {
+            AuthError::Missing | AuthError::Invalid { .. } | AuthError::Expired => 401,
+            AuthError::Forbidden { .. } => 403,
+            AuthError::Jwt { status, .. } => *status,
+            AuthError::VirtualKeyNeedsCredential => {
+                return ErrorResponse::portkey(400, e.to_string())
+            }
+        };
+        let (kind, code) = match (e.outcome_kind(), jwt) {
+            (Outcome::Forbidden, _) => ("permission_error", "forbidden"),
+            (Outcome::Missing, _) => ("invalid_request_error", "missing_credentials"),
+            (Outcome::Expired, false) => ("invalid_request_error", "expired_api_key"),
+            (Outcome::Invalid, false) => ("invalid_request_error", "invalid_api_key"),
+            (_, true) => ("invalid_request_error", "invalid_token"),
+        };
+        let body =
+            serde_json::json!({"error": {"message": e.to_string(), "type": kind, "code": code}});
         ErrorResponse {
             status,
             message: e.to_string(),
-            raw_body: Some(body),
-            www_authenticate: e.www_authenticate(),
+            raw_body: Some(Bytes::from(body.to_string())),
+            www_authenticate: (status == 401).then_some(match e.outcome_kind() {
+                Outcome::Missing => "Bearer realm=\"keyway\"",
+                _ => "Bearer realm=\"keyway\", error=\"invalid_token\"",
+            }),
         }
     }
 }
 
 impl From<&RouteError> for ErrorResponse {
     fn from(e: &RouteError) -> Self {
-        if let RouteError::Denied(a) = e {
-            return ErrorResponse::from(a);
-        }
         let status = match e {
             RouteError::NoRoute => 404,
             RouteError::MissingKey(_) => 401,
             RouteError::TokenCacheFull => 503,
+            RouteError::Internal(_) => 500,
             _ => 400,
         };
-        ErrorResponse::new(status, e.to_string())
+        ErrorResponse::portkey(status, e.to_string())
     }
-}
-
-/// A token that could not be had. A rejected credential the caller sent (headers) is the
-/// caller's 401; one from keyway's config, or an identity provider that is down, is a 502.
-pub fn for_credential(e: &CredentialError, configured: bool) -> ErrorResponse {
-    let status = match e {
-        CredentialError::Rejected { .. } if !configured => 401,
-        _ => 502,
-    };
-    ErrorResponse::new(status, format!("azure auth mode {e}"))
 }
 
 /// The response for a failure while talking to the upstream; `None` when the client is gone
@@ -122,59 +187,36 @@ pub fn for_proxy_error(e: &Error) -> Option<ErrorResponse> {
     let et = e.etype();
     if let HTTPStatus(code) = et {
         let message = e.context.as_ref().map_or("request refused", |c| c.as_str());
-        return Some(ErrorResponse::new(*code, message));
+        return Some(ErrorResponse::portkey(*code, message));
     }
     match e.esource() {
         ErrorSource::Downstream => match et {
             WriteError | ReadError | ConnectionClosed => None,
             ReadTimedout | WriteTimedout => {
-                Some(ErrorResponse::new(408, "client request timed out"))
+                Some(ErrorResponse::portkey(408, "client request timed out"))
             }
-            _ => Some(ErrorResponse::new(400, "malformed client request")),
+            _ => Some(ErrorResponse::portkey(400, "malformed client request")),
         },
         ErrorSource::Upstream => Some(match et {
             ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
-                ErrorResponse::new(504, "upstream timed out")
+                ErrorResponse::portkey(504, "upstream timed out")
             }
             ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError => {
-                ErrorResponse::new(502, "upstream unreachable: cannot connect")
+                ErrorResponse::portkey(502, "upstream unreachable: cannot connect")
             }
-            TLSHandshakeFailure | InvalidCert | TLSWantX509Lookup => ErrorResponse::new(
+            TLSHandshakeFailure | InvalidCert | TLSWantX509Lookup => ErrorResponse::portkey(
                 502,
                 "upstream TLS handshake failed (certificate not trusted? see ca_file)",
             ),
-            _ => ErrorResponse::new(502, "upstream connection failed before a complete response"),
+            _ => {
+                ErrorResponse::portkey(502, "upstream connection failed before a complete response")
+            }
         }),
         ErrorSource::Internal | ErrorSource::Unset => {
-            Some(ErrorResponse::new(500, "internal gateway error"))
+            Some(ErrorResponse::portkey(500, "internal gateway error"))
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bodies_are_portkey_shaped() {
-        let r = ErrorResponse::new(400, "x-portkey-config: \"bad\"");
-        let v: serde_json::Value = serde_json::from_slice(&r.body()).unwrap();
-        assert_eq!(v["status"], "failure");
-        assert_eq!(v["message"], "x-portkey-config: \"bad\"");
-    }
-
-    #[test]
-    fn upstream_errors_map_to_502_and_504() {
-        let e = Error::explain(ErrorType::ConnectRefused, "x").into_up();
-        assert_eq!(for_proxy_error(&e).unwrap().status, 502);
-        let e = Error::explain(ErrorType::ReadTimedout, "x").into_up();
-        assert_eq!(for_proxy_error(&e).unwrap().status, 504);
-        let e = Error::explain(ErrorType::ConnectionClosed, "x").into_down();
-        assert!(for_proxy_error(&e).is_none());
-        assert_eq!(ErrorResponse::from(&RouteError::NoRoute).status, 404);
-        assert_eq!(
-            ErrorResponse::from(&RouteError::MissingProvider).status,
-            400
-        );
-    }
-}
+mod tests;

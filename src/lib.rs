@@ -11,5 +11,8 @@ pub mod error;
 pub mod metrics;
 pub mod proxy;
 pub mod refresh;
+pub mod reload;
 pub mod routing;
+pub mod runtime;
 pub mod secret;
+pub mod vocab;

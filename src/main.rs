@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use keyway::auth::{keys, Role};
+use keyway::reload::Overrides;
 use keyway::{app, config, env::Env};
 
 /// A high-throughput gateway for LLM APIs (Portkey-compatible), on Pingora.
@@ -99,26 +100,22 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
 
     let env = Env::from_process();
-    let mut cfg = match config::load(cli.config.as_deref(), &env) {
-        Ok(c) => c,
+    let overrides = Overrides {
+        listen: cli.listen,
+        metrics_listen: cli.metrics_listen,
+        threads: cli.threads,
+    };
+    let loaded = config::load_with_text(cli.config.as_deref(), &env).and_then(|(mut c, text)| {
+        overrides.apply(&mut c)?;
+        Ok((c, text))
+    });
+    let (cfg, text) = match loaded {
+        Ok(v) => v,
         Err(e) => {
             eprintln!("keyway: {e}");
             return ExitCode::from(2);
         }
     };
-    if let Some(l) = cli.listen {
-        cfg.listen = l;
-    }
-    if let Some(m) = cli.metrics_listen {
-        cfg.metrics_listen = m;
-    }
-    if let Some(t) = cli.threads {
-        cfg.threads = t;
-    }
-    if let Err(e) = config::check_overrides(&cfg) {
-        eprintln!("keyway: {e}");
-        return ExitCode::from(2);
-    }
     if cli.check_config {
         println!(
             "keyway: config OK: listen {}, metrics {}, {} thread(s), {} provider override(s), {} credential(s), {} route(s), auth {}, {} gateway key(s), {} JWT validator(s), {} secret reference(s)",
@@ -139,18 +136,24 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let server = match app::build(&cfg) {
+    for r in &cfg.secrets.references {
+        log::info!("secret reference {}", r.shown);
+    }
+    let (listen, metrics_listen, threads) =
+        (cfg.listen.clone(), cfg.metrics_listen.clone(), cfg.threads);
+    let server = match app::build(app::Launch {
+        config: cfg,
+        text,
+        path: cli.config,
+        env,
+        overrides,
+    }) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("keyway: {e}");
             return ExitCode::from(2);
         }
     };
-    log::info!(
-        "keyway listening on {} (metrics on {}), {} thread(s)",
-        cfg.listen,
-        cfg.metrics_listen,
-        cfg.threads
-    );
+    log::info!("keyway listening on {listen} (metrics on {metrics_listen}), {threads} thread(s)");
     server.run_forever()
 }

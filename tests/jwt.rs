@@ -521,7 +521,7 @@ async fn token_location_and_refusal_shape() {
     let failure = check(&v, &token).await.unwrap_err();
     assert_eq!(failure.as_str(), "audience");
     let e = v.auth_error(&failure);
-    assert_eq!(e.status(), 403);
+    assert_eq!(keyway::error::ErrorResponse::from(&e).status, 403);
     assert_eq!(e.outcome(), "invalid");
     let shown = format!("{e} {e:?} {failure} {failure:?}");
     assert!(shown.contains("Access token is missing or invalid."));

@@ -17,13 +17,15 @@ use http::HeaderMap;
 
 use super::jwt::{unverified_issuer, JwtFailure, JwtValidator, ValidatedClaims};
 use super::keys::{presented_key, ApiKeyStore};
-use super::workspace::{VirtualKeys, Workspaces};
+use super::workspace::{VirtualKey, VirtualKeys, Workspaces};
 use super::{AuthError, AuthMethod, AuthMode, Caller, Role};
+use crate::vocab::Provider;
 
+#[derive(Debug)]
 pub struct Authenticator {
     pub mode: AuthMode,
     pub keys: ApiKeyStore,
-    pub jwt: Vec<JwtValidator>,
+    pub jwt: Vec<Arc<JwtValidator>>,
     pub workspaces: Workspaces,
     pub virtual_keys: VirtualKeys,
     /// Headers that carry a keyway credential beyond the fixed ones the proxy always strips
@@ -48,6 +50,14 @@ impl Refusal {
     }
 }
 
+/// What a request may use, decided before routing: who calls, and the virtual key it uses (the
+/// one it names, or the one its gateway key is bound to), already checked against the caller.
+#[derive(Debug)]
+pub struct Grant<'a> {
+    pub caller: Option<Caller>,
+    pub virtual_key: Option<&'a VirtualKey>,
+}
+
 /// A compact JWS has three dot-separated parts; gateway keys never contain a dot.
 fn looks_like_jwt(token: &str) -> bool {
     token.bytes().filter(|&b| b == b'.').count() == 2
@@ -57,7 +67,7 @@ impl Authenticator {
     pub fn new(
         mode: AuthMode,
         keys: ApiKeyStore,
-        jwt: Vec<JwtValidator>,
+        jwt: Vec<Arc<JwtValidator>>,
         workspaces: Workspaces,
         virtual_keys: VirtualKeys,
     ) -> Authenticator {
@@ -79,6 +89,59 @@ impl Authenticator {
         self.mode == AuthMode::Enforced
     }
 
+    /// Resolves the virtual key a request uses: `named` (header or config JSON) or the
+    /// caller's binding. Unknown → 401, another workspace's or not the bound one → 403; in the
+    /// open posture a virtual key is refused (nobody is authenticated to hold one).
+    pub fn grant(&self, caller: Option<Caller>, named: Option<&str>) -> Result<Grant<'_>, Refusal> {
+        let refused = |error| Refusal::new(AuthMethod::VirtualKey, error);
+        let id = named.or(caller.as_ref().and_then(|c| c.virtual_key.as_deref()));
+        let virtual_key = match (id, &caller) {
+            (None, _) => None,
+            (Some(_), None) => return Err(refused(AuthError::VirtualKeyNeedsCredential)),
+            (Some(id), Some(c)) => Some(self.virtual_keys.virtual_key_for(c, id).map_err(refused)?),
+        };
+        Ok(Grant {
+            caller,
+            virtual_key,
+        })
+    }
+
+    /// Whether checking the grant needs the request's model (some allow-list restricts models).
+    pub fn restricts_models(&self, grant: &Grant<'_>) -> bool {
+        let Some(c) = &grant.caller else {
+            return false;
+        };
+        c.allowed_models.is_some()
+            || grant
+                .virtual_key
+                .is_some_and(|v| v.allowed_models.is_some())
+            || self
+                .workspaces
+                .get(&c.workspace)
+                .is_some_and(|w| w.allowed_models.is_some())
+    }
+
+    /// May the granted caller use `provider` and `model` (`None`: not checked)? The workspace,
+    /// the caller's own lists and the virtual key's must all allow them.
+    pub fn authorize(
+        &self,
+        grant: &Grant<'_>,
+        provider: Provider,
+        model: Option<&str>,
+    ) -> Result<(), Refusal> {
+        let Some(c) = &grant.caller else {
+            return Ok(());
+        };
+        let denied = |e| Refusal::new(c.method, e);
+        self.workspaces
+            .authorize(c, provider.as_str(), model)
+            .map_err(denied)?;
+        if let Some(v) = grant.virtual_key {
+            v.authorize_model(model).map_err(denied)?;
+        }
+        Ok(())
+    }
+
     /// `Ok(None)` in the open posture.
     pub async fn authenticate(
         &self,
@@ -98,7 +161,11 @@ impl Authenticator {
             let claims = match presented.next() {
                 None => validate_one(first.0, first.1, now).await,
                 Some(second) => {
-                    let all: Vec<_> = [first, second].into_iter().chain(presented).collect();
+                    let all: Vec<(&JwtValidator, &str)> = [first, second]
+                        .into_iter()
+                        .chain(presented)
+                        .map(|(v, t)| (&**v, t))
+                        .collect();
                     validate_any(&all, now).await
                 }
             }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{AuthError, AuthMethod, Caller, Role};
-use crate::routing::provider::Provider;
+use crate::vocab::Provider;
 
 /// Model names longer than this are cut in error messages (they come from the request body).
 const SHOWN_MODEL_MAX: usize = 100;
@@ -221,7 +221,7 @@ mod tests {
 
     fn denied(r: Result<(), AuthError>) -> String {
         let e = r.unwrap_err();
-        assert_eq!(e.status(), 403);
+        assert_eq!(e.outcome(), "forbidden");
         e.to_string()
     }
 
@@ -297,15 +297,18 @@ mod tests {
         let other = v
             .virtual_key_for(&caller("team-b", None, None), "vk-a")
             .unwrap_err();
-        assert_eq!((other.status(), other.outcome()), (403, "forbidden"));
+        assert_eq!(other.outcome(), "forbidden");
         let unknown = v
             .virtual_key_for(&caller("team-a", None, None), "vk-zz")
             .unwrap_err();
-        assert_eq!((unknown.status(), unknown.outcome()), (401, "invalid"));
+        assert_eq!(unknown.outcome(), "invalid");
         assert!(!unknown.to_string().contains("vk-zz"));
         let mut bound = caller("team-a", None, None);
         bound.virtual_key = Some("vk-other".into());
-        assert_eq!(v.virtual_key_for(&bound, "vk-a").unwrap_err().status(), 403);
+        assert_eq!(
+            v.virtual_key_for(&bound, "vk-a").unwrap_err().outcome(),
+            "forbidden"
+        );
         bound.virtual_key = Some("vk-a".into());
         assert!(v.virtual_key_for(&bound, "vk-a").is_ok());
     }
@@ -326,6 +329,6 @@ mod tests {
             c.allowed_providers.as_deref(),
             Some(&["azure-openai".to_owned()][..])
         );
-        assert_eq!(v.caller_for("nope").unwrap_err().status(), 401);
+        assert_eq!(v.caller_for("nope").unwrap_err().outcome(), "invalid");
     }
 }

@@ -1,27 +1,34 @@
 //! Upstream tokens for the hot path. One `TokenSlot` per distinct credential holds the current
 //! token in an `ArcSwap`: requests `load()` it without locks; the refresher (and a credential's
 //! very first use) replaces it. Fetches are single-flight: concurrent misses wait on one fetch.
+//! When to renew and how to space failures is the refresh engine's (`renewal`).
 //!
-//! Slots come from the config (pinned, fetched at start-up) or from request headers (created on
-//! first use, dropped after `idle` without use; at most `max` of them).
+//! Slots are keyed by what the credential is (`CredentialKey`: mode, tenant, client, scope,
+//! secret digest), so a configuration reload that keeps a credential keeps its slot and token.
+//! The active runtime pins the slots its configuration declares (fetched at once, kept warm,
+//! named in metrics); slots that came from request headers are created on first use and dropped
+//! after `idle` without use, at most `max` of them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use http::HeaderValue;
 
+use super::renewal::{FailureClass, Renewal, Timing};
 use crate::credentials::spec::{CredentialKey, TokenSpec};
 use crate::credentials::{AuthMode, CredentialError, CredentialSource, Token};
 use crate::metrics::Metrics;
-use crate::refresh::schedule;
+use crate::secret::Secret;
 
-/// A token as the request path uses it: the ready `Authorization` value and its expiry.
+/// A token as the request path uses it: the ready `Authorization` value, the token itself (for
+/// callers that send it their own way) and its expiry.
 #[derive(Debug)]
 pub struct CachedToken {
     pub header: HeaderValue,
+    pub token: Secret,
     pub expires_at: SystemTime,
 }
 
@@ -31,40 +38,48 @@ impl CachedToken {
     }
 }
 
+/// How a failed token fetch is retried: a rejected credential is not asked again like a
+/// timeout.
+pub fn failure_class(e: &CredentialError) -> FailureClass {
+    match e {
+        CredentialError::Unavailable { .. } => FailureClass::Transient,
+        CredentialError::Rejected { .. } => FailureClass::Refused,
+        CredentialError::Malformed { .. } | CredentialError::Setup { .. } => FailureClass::Broken,
+    }
+}
+
 #[derive(Debug)]
 pub struct TokenSlot {
-    /// Config name; `None` for credentials that came from request headers.
-    pub name: Option<String>,
+    pub key: CredentialKey,
     pub mode: AuthMode,
     source: Arc<dyn CredentialSource>,
     current: ArcSwapOption<CachedToken>,
     fetch: tokio::sync::Mutex<()>,
-    /// When the refresher should renew (ms since the cache epoch); `u64::MAX` for never.
-    refresh_at: AtomicU64,
-    failures: AtomicU32,
+    renewal: Renewal<CredentialError>,
     last_used: AtomicU64,
-    pinned: bool,
-    epoch: Instant,
     /// Set after a 401 so the next request does not reuse the rejected token.
     rejected: AtomicBool,
-    /// The last fetch error, returned without a new fetch until the back-off has passed, so an
-    /// identity-provider outage does not turn every request into a fetch.
-    last_error: ArcSwapOption<CredentialError>,
 }
 
 impl TokenSlot {
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.renewal.now_ms()
+    }
+
+    fn wall(&self) -> SystemTime {
+        self.renewal.timing().clock.wall()
     }
 
     /// The current token if it is still valid: lock-free, for the request path.
     pub fn current(&self) -> Option<Arc<CachedToken>> {
         self.last_used.store(self.now_ms(), Ordering::Relaxed);
         let t = self.current.load_full()?;
-        (t.is_valid(SystemTime::now()) && !self.rejected.load(Ordering::Relaxed)).then_some(t)
+        (t.is_valid(self.wall()) && !self.rejected.load(Ordering::Relaxed)).then_some(t)
     }
 
-    /// The current token, fetching one (single flight) when there is none.
+    /// The current token, fetching one (single flight) when there is none. While a failure's
+    /// back-off runs, its error is returned without a new fetch, so an identity-provider outage
+    /// does not turn every request into a fetch.
     pub async fn get(&self, metrics: &Metrics) -> Result<Arc<CachedToken>, CredentialError> {
         if let Some(t) = self.current() {
             return Ok(t);
@@ -73,22 +88,15 @@ impl TokenSlot {
         if let Some(t) = self.current() {
             return Ok(t);
         }
-        if let Some(e) = self.last_error.load_full() {
-            if !self.due() {
-                return Err((*e).clone());
-            }
+        if let Some(e) = self.renewal.backing_off() {
+            return Err((*e).clone());
         }
         self.fetch_locked(metrics).await
     }
 
     /// Claims a due refresh for the refresher, so one refresh runs per slot at a time.
     pub fn claim_due(&self) -> bool {
-        let at = self.refresh_at.load(Ordering::Relaxed);
-        self.now_ms() >= at
-            && self
-                .refresh_at
-                .compare_exchange(at, u64::MAX, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
+        self.renewal.claim_due()
     }
 
     /// Fetches and stores a fresh token now (the refresher's entry point). A failure keeps the
@@ -96,8 +104,8 @@ impl TokenSlot {
     pub async fn refresh(&self, metrics: &Metrics) -> Result<(), CredentialError> {
         let _guard = self.fetch.lock().await;
         // A request's first-use fetch ran while this refresh waited for the lock: it has
-        // rescheduled the slot (the claim had set `u64::MAX`), so there is nothing to do.
-        if self.refresh_at.load(Ordering::Relaxed) != u64::MAX && self.current().is_some() {
+        // rescheduled the slot (the claim had unscheduled it), so there is nothing to do.
+        if !self.renewal.is_claimed() && self.current().is_some() {
             return Ok(());
         }
         self.fetch_locked(metrics).await.map(|_| ())
@@ -107,25 +115,17 @@ impl TokenSlot {
         let started = Instant::now();
         let result = self.source.fetch().await;
         metrics.token_fetched(self.mode, result.as_ref().err(), started.elapsed());
-        match result {
-            Ok(token) => {
-                let cached = Arc::new(cache_entry(&token, self.mode)?);
-                let lifetime = token.lifetime_left(SystemTime::now());
-                let delay = schedule::refresh_delay(lifetime, rand::random::<f64>());
-                self.refresh_at
-                    .store(self.now_ms() + delay.as_millis() as u64, Ordering::Relaxed);
-                self.failures.store(0, Ordering::Relaxed);
-                self.last_error.store(None);
+        let stored = result.and_then(|token| Ok((cache_entry(&token, self.mode)?, token)));
+        match stored {
+            Ok((cached, token)) => {
+                let cached = Arc::new(cached);
+                self.renewal.succeeded(token.lifetime_left(self.wall()));
                 self.current.store(Some(cached.clone()));
                 self.rejected.store(false, Ordering::Relaxed);
                 Ok(cached)
             }
             Err(e) => {
-                let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                let wait = schedule::retry_delay(n, rand::random::<f64>());
-                self.refresh_at
-                    .store(self.now_ms() + wait.as_millis() as u64, Ordering::Relaxed);
-                self.last_error.store(Some(Arc::new(e.clone())));
+                self.renewal.failed(e.clone(), failure_class(&e));
                 Err(e)
             }
         }
@@ -137,16 +137,22 @@ impl TokenSlot {
         if let Some(cur) = self.current.load_full() {
             if Arc::ptr_eq(&cur, seen) {
                 self.rejected.store(true, Ordering::Relaxed);
+                self.renewal.retry_now();
+            }
+        }
+    }
+
+    /// Marks the current token as rejected when it is `token` (a secret manager refused it).
+    pub fn reject_value(&self, token: &Secret) {
+        if let Some(cur) = self.current.load_full() {
+            if &cur.token == token {
+                self.reject(&cur);
             }
         }
     }
 
     pub fn due(&self) -> bool {
-        self.now_ms() >= self.refresh_at.load(Ordering::Relaxed)
-    }
-
-    pub fn is_pinned(&self) -> bool {
-        self.pinned
+        self.renewal.is_due()
     }
 
     pub fn has_token(&self) -> bool {
@@ -157,7 +163,7 @@ impl TokenSlot {
     pub fn seconds_left(&self) -> f64 {
         self.current.load().as_ref().map_or(0.0, |t| {
             t.expires_at
-                .duration_since(SystemTime::now())
+                .duration_since(self.wall())
                 .unwrap_or_default()
                 .as_secs_f64()
         })
@@ -172,51 +178,64 @@ impl TokenSlot {
 }
 
 fn cache_entry(token: &Token, mode: AuthMode) -> Result<CachedToken, CredentialError> {
-    let mut header =
-        HeaderValue::try_from(format!("Bearer {}", token.value.expose())).map_err(|_| {
-            CredentialError::Malformed {
-                mode,
-                endpoint: "token endpoint".into(),
-                detail: "the access token holds characters not allowed in a header".into(),
-            }
+    let header =
+        crate::vocab::bearer(token.value.expose()).ok_or_else(|| CredentialError::Malformed {
+            mode,
+            endpoint: "token endpoint".into(),
+            detail: "the access token holds characters not allowed in a header".into(),
         })?;
-    header.set_sensitive(true);
     Ok(CachedToken {
         header,
+        token: token.value.clone(),
         expires_at: token.expires_at,
     })
 }
 
+type Slots = HashMap<CredentialKey, Arc<TokenSlot>>;
+
 /// Every token slot keyway holds.
 #[derive(Debug)]
 pub struct TokenCache {
-    slots: ArcSwap<HashMap<CredentialKey, Arc<TokenSlot>>>,
-    max: usize,
-    idle: Duration,
-    epoch: Instant,
+    slots: ArcSwap<Slots>,
+    /// The configured slots the active runtime uses, with the name the configuration gives
+    /// them (the `credential` metric label).
+    pins: ArcSwap<HashMap<CredentialKey, Arc<str>>>,
+    /// `[tokens] max_cached` and `idle_timeout_seconds` (ms); reloadable.
+    max: AtomicU64,
+    idle_ms: AtomicU64,
+    timing: Timing,
 }
 
 impl TokenCache {
-    pub fn new(max: usize, idle: Duration) -> Self {
+    pub fn new(max: usize, idle: Duration, timing: Timing) -> Self {
         TokenCache {
             slots: ArcSwap::from_pointee(HashMap::new()),
-            max,
-            idle,
-            epoch: Instant::now(),
+            pins: ArcSwap::from_pointee(HashMap::new()),
+            max: AtomicU64::new(max as u64),
+            idle_ms: AtomicU64::new(idle.as_millis() as u64),
+            timing,
         }
     }
 
-    /// The slot for `spec`, created (without fetching) when new. `None` when the cache is full
-    /// of header credentials that are all in use.
+    /// New limits from a reloaded configuration.
+    pub fn set_limits(&self, max: usize, idle: Duration) {
+        self.max.store(max as u64, Ordering::Relaxed);
+        self.idle_ms
+            .store(idle.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// The slot for `spec`, created (without fetching) when new. A `configured` slot is due for
+    /// its first fetch at once; a header one is fetched by its first request. `None` when the
+    /// cache is full of slots that are all pinned or in use.
     pub fn slot(
         &self,
         spec: &TokenSpec,
-        name: Option<&str>,
+        configured: bool,
         make: impl FnOnce() -> Arc<dyn CredentialSource>,
     ) -> Option<Arc<TokenSlot>> {
         let key = spec.key();
         self.get(&key)
-            .or_else(|| self.insert(key, spec.mode(), name, make()))
+            .or_else(|| self.insert(key, spec.mode(), configured, make()))
     }
 
     /// The slot for `key` if it exists: lock-free and allocation-free.
@@ -228,24 +247,20 @@ impl TokenCache {
         &self,
         key: CredentialKey,
         mode: AuthMode,
-        name: Option<&str>,
+        configured: bool,
         source: Arc<dyn CredentialSource>,
     ) -> Option<Arc<TokenSlot>> {
         let slot = Arc::new(TokenSlot {
-            name: name.map(str::to_owned),
+            key,
             mode,
             source,
             current: ArcSwapOption::empty(),
             fetch: tokio::sync::Mutex::new(()),
-            // Configured credentials are due at once; header ones are fetched by their first request.
-            refresh_at: AtomicU64::new(if name.is_some() { 0 } else { u64::MAX }),
-            failures: AtomicU32::new(0),
-            last_used: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
-            pinned: name.is_some(),
-            epoch: self.epoch,
+            renewal: Renewal::new(self.timing.clone(), configured),
+            last_used: AtomicU64::new(self.timing.now_ms()),
             rejected: AtomicBool::new(false),
-            last_error: ArcSwapOption::empty(),
         });
+        let pins = self.pins.load();
         let mut result = None;
         self.slots.rcu(|m| {
             if let Some(existing) = m.get(&key) {
@@ -253,10 +268,10 @@ impl TokenCache {
                 return HashMap::clone(m);
             }
             let mut m = HashMap::clone(m);
-            if m.len() >= self.max {
+            if m.len() as u64 >= self.max.load(Ordering::Relaxed) {
                 let victim = m
                     .iter()
-                    .filter(|(_, s)| !s.pinned)
+                    .filter(|(k, _)| !pins.contains_key(*k))
                     .max_by_key(|(_, s)| s.idle_for())
                     .map(|(k, _)| *k);
                 match victim {
@@ -276,6 +291,46 @@ impl TokenCache {
         result
     }
 
+    /// Makes `pins` the configured slots (name, slot) of the active runtime. Slots pinned
+    /// before and not now are dropped: the refresher stops renewing them (requests that still
+    /// hold one finish with it).
+    pub fn pin(&self, pins: &[(Arc<str>, Arc<TokenSlot>)]) {
+        let new: HashMap<CredentialKey, Arc<str>> =
+            pins.iter().map(|(n, s)| (s.key, n.clone())).collect();
+        let old = self.pins.swap(Arc::new(new.clone()));
+        self.slots.rcu(|m| {
+            let mut m = HashMap::clone(m);
+            m.retain(|k, _| new.contains_key(k) || !old.contains_key(k));
+            for (_, s) in pins {
+                m.entry(s.key).or_insert_with(|| s.clone());
+            }
+            m
+        });
+    }
+
+    /// The pinned slots and their names.
+    pub fn pinned(&self) -> Vec<(Arc<str>, Arc<TokenSlot>)> {
+        let pins = self.pins.load();
+        let slots = self.slots.load();
+        let mut out: Vec<_> = pins
+            .iter()
+            .filter_map(|(k, n)| slots.get(k).map(|s| (n.clone(), s.clone())))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// The configuration's name of a pinned slot.
+    pub fn name_of(&self, key: &CredentialKey) -> Option<Arc<str>> {
+        self.pins.load().get(key).cloned()
+    }
+
+    /// Whether the slot with `key` is declared in the active configuration (so its failures are
+    /// keyway's, not the caller's).
+    pub fn is_pinned(&self, key: &CredentialKey) -> bool {
+        self.pins.load().contains_key(key)
+    }
+
     pub fn all(&self) -> Vec<Arc<TokenSlot>> {
         self.slots.load().values().cloned().collect()
     }
@@ -290,13 +345,14 @@ impl TokenCache {
 
     /// Forgets header credentials unused for longer than the idle time.
     pub fn drop_idle(&self) -> usize {
-        let idle = self.idle;
+        let idle = Duration::from_millis(self.idle_ms.load(Ordering::Relaxed));
         let before = self.len();
+        let pins = self.pins.load();
         self.slots.rcu(|m| {
             m.iter()
-                .filter(|(_, s)| s.pinned || s.idle_for() <= idle)
+                .filter(|(k, s)| pins.contains_key(*k) || s.idle_for() <= idle)
                 .map(|(k, s)| (*k, s.clone()))
-                .collect::<HashMap<_, _>>()
+                .collect::<Slots>()
         });
         before.saturating_sub(self.len())
     }
@@ -311,20 +367,14 @@ pub struct SlotBearer {
 
 #[async_trait::async_trait]
 impl crate::credentials::secrets::BearerSource for SlotBearer {
-    async fn bearer(&self) -> Result<crate::secret::Secret, CredentialError> {
-        let t = self.slot.get(&self.metrics).await?;
-        let v = t.header.to_str().unwrap_or_default();
-        Ok(crate::secret::Secret::new(
-            v.strip_prefix("Bearer ").unwrap_or(v),
-        ))
+    async fn bearer(&self) -> Result<Secret, CredentialError> {
+        Ok(self.slot.get(&self.metrics).await?.token.clone())
     }
 
-    fn reject(&self, token: &crate::secret::Secret) {
-        if let Some(cur) = self.slot.current.load_full() {
-            let v = cur.header.to_str().unwrap_or_default();
-            if v.strip_prefix("Bearer ") == Some(token.expose()) {
-                self.slot.reject(&cur);
-            }
-        }
+    fn reject(&self, token: &Secret) {
+        self.slot.reject_value(token);
     }
 }
+
+#[cfg(test)]
+mod tests;

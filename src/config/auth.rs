@@ -6,71 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde::Deserialize;
-
-use super::jwt::JwtSection;
+use super::schema::auth::{ApiKeySection, AuthSection, VirtualKeySection, WorkspaceSection};
+use super::schema::secrets::SecretMappingSection;
 use super::secrets::{self, Entity, SecretsSettings};
 use super::{invalid, ConfigError, Credential};
 use crate::auth::keys::{parse_hash_line, ApiKeyEntry, ApiKeyStore};
 use crate::auth::workspace::{VirtualKey, VirtualKeys, Workspace, Workspaces};
 use crate::auth::{AuthMode, Role};
-use crate::routing::provider::Provider;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthSection {
-    /// "open" (default) or "enforced".
-    pub mode: Option<String>,
-    /// JWT validators, tried in order; validated by `config::jwt::validate`.
-    #[serde(default)]
-    pub jwt: Vec<JwtSection>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorkspaceSection {
-    /// Provider slugs (aliases accepted). Absent: every provider.
-    pub allowed_providers: Option<Vec<String>>,
-    /// Absent: every model.
-    pub allowed_models: Option<Vec<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKeySection {
-    /// Unique; shown in logs instead of the key.
-    pub name: String,
-    /// `sha256:<64 lowercase hex>`, as printed by `keyway keys new`.
-    pub hash: String,
-    pub workspace: String,
-    /// "owner", "admin" or "member" (default).
-    pub role: Option<String>,
-    /// RFC 3339; the key is refused from this instant on.
-    pub expires_at: Option<String>,
-    #[serde(default)]
-    pub revoked: bool,
-    pub allowed_providers: Option<Vec<String>>,
-    pub allowed_models: Option<Vec<String>>,
-    /// A `[virtual_keys.<id>]` of the same workspace used when the request names none.
-    pub virtual_key: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VirtualKeySection {
-    pub workspace: String,
-    pub provider: String,
-    /// Name of a `[credentials.*]` section; absent when `key` is mapped from a secret reference.
-    pub credential: Option<String>,
-    /// `key` from a secret reference (the reference must allow the key's workspace).
-    #[serde(default)]
-    pub secret_mappings: Vec<secrets::SecretMappingSection>,
-    /// Azure defaults (azure-openai / azure-ai only).
-    pub resource_name: Option<String>,
-    pub deployment_id: Option<String>,
-    pub api_version: Option<String>,
-    pub allowed_models: Option<Vec<String>>,
-}
+use crate::vocab::Provider;
 
 /// Validated client authentication (all but the JWT validators).
 #[derive(Debug, Clone, Default)]
@@ -261,7 +204,7 @@ fn vk_credential(
     id: &str,
     workspace: &str,
     named: Option<String>,
-    raw_maps: Vec<secrets::SecretMappingSection>,
+    raw_maps: Vec<SecretMappingSection>,
     credentials: &mut BTreeMap<String, Credential>,
     secrets: &SecretsSettings,
 ) -> Result<String, ConfigError> {

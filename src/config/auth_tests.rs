@@ -1,5 +1,7 @@
 use std::time::{Duration, SystemTime};
 
+use serde::Deserialize;
+
 use super::*;
 use crate::auth::keys::hash_line;
 

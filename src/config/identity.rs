@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::schema::{AwsSection, AzureSection, CredentialSection, TokensSection};
-use super::secrets::SecretUse;
+use super::secret_use::SecretUse;
 use super::{invalid, secret_from, ConfigError};
 use crate::credentials::spec::{ClientSecret, TokenSpec};
+pub use crate::credentials::workload::WorkloadDefaults;
 use crate::credentials::{DEFAULT_AUTHORITY, DEFAULT_IMDS};
 use crate::env::Env;
 use crate::secret::Secret;
@@ -25,14 +26,6 @@ pub struct Identity {
     pub ambient_from_headers: bool,
     pub token_idle: Duration,
     pub token_max: usize,
-}
-
-/// What the AKS workload-identity webhook injects.
-#[derive(Debug, Clone, Default)]
-pub struct WorkloadDefaults {
-    pub tenant: Option<String>,
-    pub client_id: Option<String>,
-    pub token_file: Option<PathBuf>,
 }
 
 /// An Entra client secret: in the config (or its environment), or mapped from a secret

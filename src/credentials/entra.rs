@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 use url::Url;
 
+use super::client_secret::ClientSecret;
 use super::http::{endpoint_name, parse_token, HttpReply};
-use super::spec::ClientSecret;
 use super::{AuthMode, CredentialError, CredentialSource, IdentityHttp, Token};
 use crate::secret::Secret;
 

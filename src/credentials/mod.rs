@@ -4,6 +4,7 @@
 //! never sees Pingora: the refresher (`refresh/`) calls it, the caches (`cache/`) hold the
 //! result, the request path only reads.
 
+pub mod client_secret;
 pub mod entra;
 pub mod federated;
 pub(crate) mod http;

@@ -10,30 +10,12 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
+pub use super::client_secret::{ClientSecret, SecretLookup};
 use super::{
     entra, federated, imds, workload, AuthMode, CredentialError, CredentialSource, IdentityHttp,
     Token,
 };
 use crate::secret::Secret;
-
-/// An Entra client secret: the value itself, or a lookup in the secret cache (a secret
-/// mapping), read at each token fetch.
-#[derive(Debug, Clone)]
-pub enum ClientSecret {
-    Value(Secret),
-    Lookup(Arc<dyn SecretLookup>),
-}
-
-/// A mapped secret as a token source sees it; implemented by the secret cache.
-#[async_trait]
-pub trait SecretLookup: Send + Sync + std::fmt::Debug {
-    /// Stable identity of the mapping (reference slug and key), for the token cache key.
-    fn label(&self) -> &str;
-    /// The current value, fetched when the cache has none.
-    async fn current(&self) -> Result<Secret, CredentialError>;
-    /// The identity provider refused `value`: fetch afresh next time.
-    fn refused(&self, value: &Secret);
-}
 
 /// A token credential. `ApiKey` never gets here: static keys need no cache.
 #[derive(Debug, Clone)]
@@ -67,6 +49,11 @@ pub enum TokenSpec {
 pub struct CredentialKey([u8; 32]);
 
 impl CredentialKey {
+    /// The digest itself (never the secret it was made from).
+    pub fn bytes(&self) -> [u8; 32] {
+        self.0
+    }
+
     pub fn of(mode: AuthMode, parts: [&[u8]; 4]) -> CredentialKey {
         let mut h = Sha256::new();
         h.update([mode as u8]);

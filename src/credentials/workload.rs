@@ -13,6 +13,15 @@ use crate::env::Env;
 
 const MODE: AuthMode = AuthMode::Workload;
 
+/// What the AKS workload-identity webhook injects (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
+/// `AZURE_FEDERATED_TOKEN_FILE`): the defaults of `workload` credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkloadDefaults {
+    pub tenant: Option<String>,
+    pub client_id: Option<String>,
+    pub token_file: Option<PathBuf>,
+}
+
 /// One workload identity: a client id federated with the pod's service account.
 #[derive(Debug, Clone)]
 pub struct Workload {

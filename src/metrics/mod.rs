@@ -6,12 +6,14 @@ use pingora_prometheus::prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
+pub mod reload;
+mod routes;
 pub mod secrets;
 
-use crate::auth::{AuthMethod, Outcome};
+pub use routes::RouteCounters;
+
 use crate::credentials::{AuthMode, CredentialError};
-use crate::routing::provider::Provider;
-use crate::routing::RouteId;
+use crate::vocab::{AuthMethod, Outcome, Provider, RouteId};
 
 /// Status-class labels; index 5 means no response reached the client.
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
@@ -22,9 +24,8 @@ const DURATION_BUCKETS: &[f64] = &[
 
 #[derive(Debug)]
 pub struct Metrics {
-    routes: usize,
-    /// Indexed `[provider][route][class]`, provider 0 being "none".
-    requests: Vec<IntCounter>,
+    /// Children per route come with each runtime ([`RouteCounters`]): routes change on reload.
+    requests: IntCounterVec,
     duration: Vec<Histogram>,
     connect_errors: Vec<IntCounter>,
     pub in_flight: IntGauge,
@@ -41,6 +42,7 @@ pub struct Metrics {
     auth: Vec<IntCounter>,
     pub jwks_refreshes: IntCounterVec,
     pub secrets: secrets::SecretMetrics,
+    pub reload: reload::ReloadMetrics,
 }
 
 /// Label order follows `AuthMethod` (then "none") and `Outcome` (after "ok").
@@ -69,10 +71,7 @@ fn provider_slot(p: Option<Provider>) -> usize {
 }
 
 impl Metrics {
-    pub fn new(
-        registry: &Registry,
-        route_names: &[String],
-    ) -> pingora_prometheus::prometheus::Result<Metrics> {
+    pub fn new(registry: &Registry) -> pingora_prometheus::prometheus::Result<Metrics> {
         let requests_vec = IntCounterVec::new(
             Opts::new(
                 "keyway_requests_total",
@@ -183,21 +182,14 @@ impl Metrics {
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(dns_refresh_failures.clone()))?;
 
-        let mut requests = Vec::new();
         let mut duration = Vec::new();
         let mut connect_errors = Vec::new();
         for p in provider_labels() {
-            for r in route_names {
-                for c in CLASSES {
-                    requests.push(requests_vec.with_label_values(&[p, r.as_str(), c]));
-                }
-            }
             duration.push(duration_vec.with_label_values(&[p]));
             connect_errors.push(connect_vec.with_label_values(&[p]));
         }
         Ok(Metrics {
-            routes: route_names.len(),
-            requests,
+            requests: requests_vec,
             duration,
             connect_errors,
             in_flight,
@@ -211,18 +203,36 @@ impl Metrics {
             auth,
             jwks_refreshes,
             secrets: secrets::SecretMetrics::new(registry)?,
+            reload: reload::ReloadMetrics::new(registry)?,
         })
     }
 
+    /// The request counters of a runtime's routes (`names` in `RouteId` order), created now so
+    /// the request path only bumps atomics.
+    pub fn route_counters(&self, names: &[String]) -> RouteCounters {
+        RouteCounters::new(&self.requests, names, provider_labels(), &CLASSES)
+    }
+
+    /// Removes the series of routes `old` had and `new` has not (a reload dropped them).
+    pub fn retire_routes(&self, old: &RouteCounters, new: &RouteCounters) {
+        old.retire(&self.requests, new, provider_labels(), &CLASSES);
+    }
+
     /// Counts one finished request; `status` 0 means none was sent.
-    pub fn finished(&self, provider: Option<Provider>, route: RouteId, status: u16, seconds: f64) {
+    pub fn finished(
+        &self,
+        routes: &RouteCounters,
+        provider: Option<Provider>,
+        route: RouteId,
+        status: u16,
+        seconds: f64,
+    ) {
         let class = match status {
             100..=599 => usize::from(status / 100 - 1),
             _ => 5,
         };
         let p = provider_slot(provider);
-        let r = route.0.min(self.routes - 1);
-        self.requests[(p * self.routes + r) * CLASSES.len() + class].inc();
+        routes.inc(p, route.0, class);
         self.duration[p].observe(seconds);
     }
 
@@ -263,10 +273,11 @@ mod tests {
     fn counts_land_on_the_right_labels() {
         let reg = Registry::new();
         let names = vec!["none".to_owned(), "portkey".to_owned(), "azure".to_owned()];
-        let m = Metrics::new(&reg, &names).unwrap();
-        m.finished(Some(Provider::AzureOpenAi), RouteId(2), 201, 0.01);
-        m.finished(None, RouteId::NONE, 400, 0.001);
-        m.finished(Some(Provider::OpenAi), RouteId::PORTKEY, 0, 0.5);
+        let m = Metrics::new(&reg).unwrap();
+        let rc = m.route_counters(&names);
+        m.finished(&rc, Some(Provider::AzureOpenAi), RouteId(2), 201, 0.01);
+        m.finished(&rc, None, RouteId::NONE, 400, 0.001);
+        m.finished(&rc, Some(Provider::OpenAi), RouteId::PORTKEY, 0, 0.5);
         m.connect_error(Some(Provider::OpenAi));
         let mut out = Vec::new();
         TextEncoder::new().encode(&reg.gather(), &mut out).unwrap();
@@ -290,5 +301,18 @@ mod tests {
         assert!(has(
             r#"keyway_request_duration_seconds_count{provider="azure-openai"} 1"#
         ));
+
+        // A reload renames the route: the old series go, the new ones start at zero.
+        let renamed = m.route_counters(&["none".into(), "portkey".into(), "azure-eu".into()]);
+        m.retire_routes(&rc, &renamed);
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&reg.gather(), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains(r#"route="azure""#), "{text}");
+        assert!(text.contains(r#"keyway_requests_total{provider="azure-openai",route="azure-eu",status_class="2xx"} 0"#));
+        assert!(
+            text.contains(r#"route="portkey",status_class="none"} 1"#),
+            "kept: {text}"
+        );
     }
 }

@@ -1,7 +1,10 @@
-//! The `ProxyHttp` implementation. Each hook is a dispatcher: routing decides (`routing`),
-//! `upstream.rs` rewrites the request, `respond.rs` writes keyway's own answers.
+//! The `ProxyHttp` implementation. Each hook is a dispatcher: `prepare.rs` authenticates,
+//! routes and authorizes (auth, then routing, then the grant's allow-lists), `upstream.rs`
+//! rewrites the request, `respond.rs` writes keyway's own answers. A request loads the active
+//! runtime once, in `new_ctx`, and uses that snapshot to its end.
 
 mod authorize;
+mod prepare;
 mod respond;
 mod upstream;
 
@@ -9,32 +12,28 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, Result};
 
-use crate::cache::dns::Dns;
 use crate::cache::tokens::CachedToken;
-use crate::config::Timeouts;
-use crate::error::{self, ErrorResponse};
-use crate::metrics::Metrics;
-use crate::routing::custom_host::ip_is_forbidden;
-use crate::routing::provider::Provider;
-use crate::routing::{Plan, RouteError, RouteId, Router, UpstreamAuth};
+use crate::error::{self, ErrorResponse, GatewayError};
+use crate::routing::{Plan, UpstreamAuth};
+use crate::runtime::{Runtime, Warm};
+use crate::vocab::{Provider, RouteId};
 
 pub struct Gateway {
-    pub auth: Arc<crate::auth::gate::Authenticator>,
-    pub router: Arc<Router>,
-    pub secrets: Arc<crate::cache::secrets::SecretStore>,
-    pub dns: Arc<Dns>,
-    pub metrics: Arc<Metrics>,
-    pub timeouts: Timeouts,
+    pub runtime: Arc<ArcSwap<Runtime>>,
+    pub warm: Arc<Warm>,
 }
 
 /// Per-request state.
 pub struct Ctx {
+    /// The runtime this request started on; it ends on it too.
+    rt: Arc<Runtime>,
     started: Instant,
     plan: Option<Plan>,
     addr: Option<SocketAddr>,
@@ -69,98 +68,16 @@ impl Drop for InFlight {
 }
 
 impl Gateway {
-    /// Authenticates, routes and authorizes the request and resolves its upstream; on error
-    /// nothing has left keyway.
-    async fn prepare(&self, session: &mut Session, ctx: &mut Ctx) -> Result<(), ErrorResponse> {
-        let caller = self.authenticate(session).await?;
-        let req = session.req_header();
-        let plan = self
-            .router
-            .route(&req.uri, request_host(req), &req.headers, caller.as_ref())
-            .map_err(|e| {
-                if let RouteError::Denied(a) = &e {
-                    self.metrics.auth(
-                        Some(crate::auth::AuthMethod::VirtualKey),
-                        Some(a.outcome_kind()),
-                    );
-                }
-                ErrorResponse::from(&e)
-            })?;
-        if let Some(c) = &caller {
-            self.authorize(session, c, &plan).await?;
-        }
-        ctx.caller = caller;
-        let ip = self.dns.addr_for(&plan.host).await.map_err(|_| {
-            ErrorResponse::new(
-                502,
-                format!("upstream host {} cannot be resolved", plan.host),
-            )
-        })?;
-        if plan.check_resolved_ips && ip_is_forbidden(ip) {
-            let e = RouteError::ForbiddenCustomHost(
-                "resolves to a loopback, private or link-local address".into(),
-            );
-            return Err(ErrorResponse::from(&e));
-        }
-        if let Some(id) = plan.secret_ref {
-            let workspace = ctx.caller.as_ref().map(|c| &*c.workspace);
-            if !self.secrets.allows(id, workspace) {
-                return Err(error::secret_forbidden(self.secrets.slug(id), workspace));
-            }
-        }
-        match &plan.auth {
-            Some(UpstreamAuth::Token(slot)) => {
-                let token = slot
-                    .get(&self.metrics)
-                    .await
-                    .map_err(|e| error::for_credential(&e, slot.name.is_some()))?;
-                ctx.token = Some(token);
-            }
-            Some(UpstreamAuth::Secret(s)) => ctx.secret = Some(self.secret_header(s).await?),
-            _ => {}
-        }
-        ctx.addr = Some(SocketAddr::new(ip, plan.port));
-        ctx.plan = Some(plan);
-        Ok(())
-    }
-
-    /// The mapped key's header for this request (the store fetches it if it must).
-    async fn secret_header(
-        &self,
-        s: &crate::routing::SecretAuth,
-    ) -> Result<(http::HeaderValue, u64), ErrorResponse> {
-        let c = self.secrets.get(s.id).await.map_err(|e| {
-            // The store already logged the failure (once per fetch, with back-off): a request
-            // that finds it adds only a debug line, so an outage does not flood the log.
-            log::debug!("{e}: {}", e.cause);
-            error::for_secret(&e)
-        })?;
-        match s.header(&c) {
-            Some(h) => Ok((h, c.version)),
-            None => Err(ErrorResponse::openai(
-                503,
-                format!(
-                    "secret reference '{}' holds characters not allowed in a header",
-                    self.secrets.slug(s.id)
-                ),
-                "secret_unavailable",
-            )),
-        }
-    }
-
     /// After a 401: a fresh token or secret for the retry (single flight with concurrent
     /// requests).
     async fn renew_credential(&self, ctx: &mut Ctx) -> Result<()> {
-        let as_error = |resp: ErrorResponse| {
+        let as_error = |e: GatewayError| {
+            let resp = ErrorResponse::from(&e);
             Error::explain(pingora::ErrorType::HTTPStatus(resp.status), resp.message)
         };
         match ctx.plan.as_ref().and_then(|p| p.auth.as_ref()) {
             Some(UpstreamAuth::Token(slot)) => {
-                let token = slot
-                    .get(&self.metrics)
-                    .await
-                    .map_err(|e| as_error(error::for_credential(&e, slot.name.is_some())))?;
-                ctx.token = Some(token);
+                ctx.token = Some(self.token(slot).await.map_err(as_error)?);
             }
             Some(UpstreamAuth::Secret(s)) => {
                 ctx.secret = Some(self.secret_header(s).await.map_err(as_error)?);
@@ -184,7 +101,7 @@ impl Gateway {
         ) {
             (Some(UpstreamAuth::Token(slot)), Some(token), _) => slot.reject(token),
             (Some(UpstreamAuth::Secret(s)), _, Some((_, version))) => {
-                self.secrets.reject(s.id, *version)
+                self.warm.secrets.reject(&s.entry, *version)
             }
             _ => return Ok(()),
         }
@@ -192,7 +109,7 @@ impl Gateway {
             return Ok(());
         }
         ctx.retrying_401 = true;
-        self.metrics.upstream_401_retries.inc();
+        self.warm.metrics.upstream_401_retries.inc();
         let mut e = Error::explain(
             pingora::ErrorType::HTTPStatus(401),
             "upstream rejected the credential",
@@ -201,14 +118,15 @@ impl Gateway {
         Err(e)
     }
 
-    fn peer(&self, plan: &Plan, addr: SocketAddr) -> HttpPeer {
+    fn peer(&self, rt: &Runtime, plan: &Plan, addr: SocketAddr) -> HttpPeer {
+        let t = &rt.timeouts;
         let mut peer = HttpPeer::new(addr, plan.tls, plan.host.to_string());
         let o = &mut peer.options;
-        o.connection_timeout = Some(self.timeouts.connect);
-        o.total_connection_timeout = Some(self.timeouts.total_connect);
-        o.read_timeout = Some(plan.read_timeout.unwrap_or(self.timeouts.read));
-        o.write_timeout = Some(plan.read_timeout.unwrap_or(self.timeouts.read));
-        o.idle_timeout = Some(self.timeouts.idle);
+        o.connection_timeout = Some(t.connect);
+        o.total_connection_timeout = Some(t.total_connect);
+        o.read_timeout = Some(plan.read_timeout.unwrap_or(t.read));
+        o.write_timeout = Some(plan.read_timeout.unwrap_or(t.read));
+        o.idle_timeout = Some(t.idle);
         peer
     }
 }
@@ -234,6 +152,7 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
+            rt: self.runtime.load_full(),
             started: Instant::now(),
             plan: None,
             addr: None,
@@ -246,9 +165,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        // Pingora calls request_filter with &mut Session; prepare needs it to read bodies.
-        self.metrics.in_flight.inc();
-        ctx._in_flight = Some(InFlight(self.metrics.in_flight.clone()));
+        let m = &self.warm.metrics;
+        m.in_flight.inc();
+        ctx._in_flight = Some(InFlight(m.in_flight.clone()));
         match self.prepare(session, ctx).await {
             Ok(()) => Ok(false),
             Err(resp) => {
@@ -263,7 +182,7 @@ impl ProxyHttp for Gateway {
             self.renew_credential(ctx).await?;
         }
         match (&ctx.plan, ctx.addr) {
-            (Some(plan), Some(addr)) => Ok(Box::new(self.peer(plan, addr))),
+            (Some(plan), Some(addr)) => Ok(Box::new(self.peer(&ctx.rt, plan, addr))),
             _ => Err(Error::explain(
                 pingora::ErrorType::InternalError,
                 "upstream_peer without a plan",
@@ -283,7 +202,7 @@ impl ProxyHttp for Gateway {
                 plan,
                 ctx.token.as_deref(),
                 ctx.secret.as_ref().map(|s| &s.0),
-                &self.auth.credential_headers,
+                &ctx.rt.auth.credential_headers,
             ),
             None => Ok(()),
         }
@@ -327,7 +246,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         e: Box<Error>,
     ) -> Box<Error> {
-        self.metrics.connect_error(ctx.provider());
+        self.warm.metrics.connect_error(ctx.provider());
         e
     }
 
@@ -350,8 +269,13 @@ impl ProxyHttp for Gateway {
             .response_written()
             .map_or(0, |r: &ResponseHeader| r.status.as_u16());
         let elapsed: Duration = ctx.started.elapsed();
-        self.metrics
-            .finished(ctx.provider(), ctx.route(), status, elapsed.as_secs_f64());
+        self.warm.metrics.finished(
+            &ctx.rt.routes,
+            ctx.provider(),
+            ctx.route(),
+            status,
+            elapsed.as_secs_f64(),
+        );
     }
 
     fn request_summary(&self, session: &Session, _ctx: &Ctx) -> String {

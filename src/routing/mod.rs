@@ -2,30 +2,31 @@
 //! `Plan` the proxy executes. Pure (no Pingora, no I/O), so every rule here is unit-tested.
 //!
 //! Order: a configured front-door route whose prefix (and host) matches wins; otherwise `/v1/*`
-//! requests are routed by Portkey headers; anything else is a 404.
+//! requests are routed by Portkey headers; anything else is a 404. Routing takes the caller as
+//! auth resolved it (`Access`: the posture and the virtual key the caller may use) and never
+//! decides who may do what. The tables (`RouterParts`) are built by the runtime builder from
+//! the configuration; nothing here reads the configuration itself.
 
+mod credentials;
 pub mod custom_host;
 mod plan;
 pub mod portkey;
 mod portkey_route;
-pub mod provider;
+mod tables;
 pub mod url;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
-use crate::cache::secrets::{MappedSecret, SecretStore};
-use crate::cache::tokens::TokenCache;
-use crate::config::secrets::SecretUse;
-use crate::config::{Config, Credential};
-use crate::credentials::spec::ClientSecret;
-use crate::credentials::spec::IdentityContext;
-use crate::credentials::{AI_FOUNDRY_SCOPE, COGNITIVE_SCOPE};
+pub use credentials::{auth_for, default_scope, secret_auth, MappedKey};
 use custom_host::TrustedHosts;
-pub use plan::{AuthHeader, Plan, RouteError, RouteId, SecretAuth, UpstreamAuth};
-use provider::{AuthStyle, Provider, ANTHROPIC_VERSION};
-use url::BaseUrl;
+pub use plan::{AuthHeader, Plan, RouteError, SecretAuth, UpstreamAuth};
+pub use portkey_route::Parsed;
+pub use tables::{FixedHost, FrontDoor, HeaderCredentials, ProviderRoute, VirtualKeyRoute};
+
+use crate::vocab::{AuthStyle, RouteId, ANTHROPIC_VERSION};
 
 pub(crate) const AUTHORIZATION: HeaderName = http::header::AUTHORIZATION;
 pub(crate) const API_KEY: HeaderName = HeaderName::from_static("api-key");
@@ -33,168 +34,58 @@ pub(crate) const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 pub(crate) const ANTHROPIC_VERSION_HEADER: HeaderName =
     HeaderName::from_static("anthropic-version");
 
-/// A host known at start-up: its `Host` header is built once.
-#[derive(Debug, Clone)]
-struct FixedHost {
-    host: Arc<str>,
-    host_header: HeaderValue,
+/// What auth decided about the caller, as far as routing goes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Access<'a> {
+    /// The enforced posture: the caller's headers hold a gateway credential, never a provider
+    /// key, so only keyway's own credentials serve.
+    pub enforced: bool,
+    /// The virtual key the caller named (or is bound to), already authorized.
+    pub virtual_key: Option<&'a str>,
 }
 
-impl FixedHost {
-    fn of(base: &BaseUrl) -> Option<FixedHost> {
-        if base.has_placeholder() {
-            return None;
-        }
-        Some(FixedHost {
-            host: Arc::from(&*base.host),
-            host_header: HeaderValue::from_str(&base.host_header(&base.host)).ok()?,
-        })
-    }
-}
-
+/// Everything the router holds, built by the runtime builder.
 #[derive(Debug)]
-struct ProviderRuntime {
-    base: BaseUrl,
-    fixed: Option<FixedHost>,
-    /// The config file's key, as a ready header; used when the client brings none.
-    default_key: Option<crate::secret::Secret>,
-    /// The default key from a secret reference.
-    mapped_key: Option<MappedKey>,
-    api_version: Option<Box<str>>,
-    /// The config file overrides the base URL.
-    configured: bool,
+pub struct RouterParts {
+    /// One row per provider, indexed by `Provider::index()`.
+    pub providers: Vec<ProviderRoute>,
+    pub routes: Vec<FrontDoor>,
+    pub trusted: TrustedHosts,
+    pub virtual_keys: HashMap<String, VirtualKeyRoute>,
+    pub headers: HeaderCredentials,
 }
 
-#[derive(Debug)]
-struct RouteRuntime {
-    path_prefix: String,
-    host: Option<String>,
-    provider: Provider,
-    base: BaseUrl,
-    fixed: FixedHost,
-    strip_prefix: bool,
-    auth: Option<UpstreamAuth>,
-    secret_ref: Option<usize>,
-}
-
-/// Routing tables built once from the config; shared by every request.
+/// Routing tables of one runtime; shared by every request on it.
 #[derive(Debug)]
 pub struct Router {
-    providers: Vec<ProviderRuntime>,
-    routes: Vec<RouteRuntime>,
+    providers: Vec<ProviderRoute>,
+    routes: Vec<FrontDoor>,
     trusted: TrustedHosts,
-    route_names: Vec<String>,
-    tokens: Arc<TokenCache>,
-    identity: IdentityContext,
-    identity_defaults: crate::config::WorkloadDefaults,
-    ambient_from_headers: bool,
-    pub(crate) virtual_keys: crate::auth::workspace::VirtualKeys,
-    /// Each virtual key's upstream credential (and the secret behind it), built once.
-    vk_auth: std::collections::HashMap<String, (Option<UpstreamAuth>, Option<usize>)>,
-}
-
-/// What `Router::new` needs besides the config: the caches credentials live in.
-pub struct Caches<'a> {
-    pub tokens: Arc<TokenCache>,
-    pub secrets: &'a Arc<SecretStore>,
-    pub identity: IdentityContext,
+    virtual_keys: HashMap<String, VirtualKeyRoute>,
+    headers: HeaderCredentials,
 }
 
 impl Router {
-    pub fn new(config: &Config, caches: Caches<'_>) -> Result<Router, String> {
-        let Caches {
-            tokens,
-            secrets,
-            identity,
-        } = caches;
-        let providers = Provider::ALL
-            .iter()
-            .map(|&p| {
-                let settings = config.providers.get(&p);
-                let mapped_key = match settings.and_then(|s| s.key_mapping.as_ref()) {
-                    Some(u) => MappedKey::new(p, secret_id(secrets, u)?),
-                    None => None,
-                };
-                let base = settings
-                    .and_then(|s| s.base_url.clone())
-                    .unwrap_or_else(|| {
-                        BaseUrl::parse(p.default_base_url()).expect("built-in base URLs parse")
-                    });
-                Ok(ProviderRuntime {
-                    configured: settings.is_some_and(|s| s.base_url.is_some()),
-                    fixed: FixedHost::of(&base),
-                    base,
-                    default_key: settings.and_then(|s| s.api_key.clone()),
-                    mapped_key,
-                    api_version: settings.and_then(|s| s.api_version.as_deref().map(Into::into)),
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        let ctx = AuthContext {
-            config,
-            tokens: &tokens,
-            secrets,
-            identity: &identity,
-        };
-        let mut routes = Vec::with_capacity(config.routes.len());
-        for r in &config.routes {
-            let (auth, secret_ref) = ctx
-                .credential_auth(r.provider, &r.credential, &r.upstream.host)
-                .map_err(|e| format!("routes.{}: credential {}: {e}", r.name, r.credential))?;
-            routes.push(RouteRuntime {
-                path_prefix: r.path_prefix.clone(),
-                host: r.host.clone(),
-                provider: r.provider,
-                fixed: FixedHost::of(&r.upstream).ok_or("route upstream has no fixed host")?,
-                base: r.upstream.clone(),
-                strip_prefix: r.strip_prefix,
-                auth,
-                secret_ref,
-            });
+    pub fn new(p: RouterParts) -> Router {
+        Router {
+            providers: p.providers,
+            routes: p.routes,
+            trusted: p.trusted,
+            virtual_keys: p.virtual_keys,
+            headers: p.headers,
         }
-        let mut vk_auth = std::collections::HashMap::new();
-        for vk in config.auth.virtual_keys.iter() {
-            let base = config
-                .providers
-                .get(&vk.provider)
-                .and_then(|p| p.base_url.clone())
-                .unwrap_or_else(|| {
-                    BaseUrl::parse(vk.provider.default_base_url())
-                        .expect("built-in base URLs parse")
-                });
-            let host = base
-                .host_with(vk.resource_name.as_deref(), None)
-                .into_owned();
-            let auth = ctx
-                .credential_auth(vk.provider, &vk.credential, &host)
-                .map_err(|e| {
-                    format!("virtual_keys.{}: credential {}: {e}", vk.id, vk.credential)
-                })?;
-            vk_auth.insert(vk.id.to_string(), auth);
-        }
-        let route_names = route_names(config);
-        Ok(Router {
-            providers,
-            routes,
-            trusted: config.trusted_custom_hosts.clone(),
-            route_names,
-            tokens,
-            identity,
-            identity_defaults: config.identity.workload.clone(),
-            ambient_from_headers: config.identity.ambient_from_headers,
-            virtual_keys: config.auth.virtual_keys.clone(),
-            vk_auth,
-        })
     }
 
-    /// Metric labels for `RouteId`s, in index order.
-    pub fn route_names(&self) -> &[String] {
-        &self.route_names
+    /// Metric labels for `RouteId`s, in index order: "none", "portkey", then the routes.
+    pub fn route_names(&self) -> Vec<String> {
+        let mut names = vec!["none".to_owned(), "portkey".to_owned()];
+        names.extend(self.routes.iter().map(|r| r.name.clone()));
+        names
     }
 
-    /// Hosts the config names (provider overrides, routes): resolved before traffic is accepted.
-    /// Built-in provider hosts are resolved on first use instead, so an unused provider never
-    /// costs a lookup.
+    /// Hosts the configuration names (provider overrides, routes): resolved before traffic is
+    /// accepted. Built-in provider hosts are resolved on first use instead, so an unused
+    /// provider never costs a lookup.
     pub fn fixed_hosts(&self) -> Vec<Arc<str>> {
         let mut hosts: Vec<Arc<str>> = self
             .providers
@@ -208,34 +99,52 @@ impl Router {
         hosts
     }
 
-    /// Plans one request. `host` is the request's authority without the port; `caller` is the
-    /// authenticated caller in the enforced posture (`None` in the open one).
+    /// Reads what the request asks for: a front-door route, or the Portkey headers (the config
+    /// JSON parsed once). `host` is the request's authority without the port.
+    pub fn parse<'r>(
+        &self,
+        uri: &'r Uri,
+        host: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Parsed<'r>, RouteError> {
+        let path = uri.path();
+        if let Some(i) = self.match_route(path, host) {
+            return Ok(Parsed::FrontDoor(i));
+        }
+        match path.strip_prefix("/v1/") {
+            Some(op) if !op.is_empty() => portkey_route::parse(op, uri.query(), headers),
+            _ => Err(RouteError::NoRoute),
+        }
+    }
+
+    /// Plans a parsed request for a caller with `access`.
+    pub fn plan(
+        &self,
+        parsed: Parsed<'_>,
+        uri: &Uri,
+        headers: &HeaderMap,
+        access: Access<'_>,
+    ) -> Result<Plan, RouteError> {
+        match parsed {
+            Parsed::FrontDoor(i) => Ok(self.front_door(i, uri)),
+            Parsed::Portkey(p) => portkey_route::plan(self, p, headers, access),
+        }
+    }
+
+    /// `parse` then `plan`, for callers that need no authorization step in between.
     pub fn route(
         &self,
         uri: &Uri,
         host: Option<&str>,
         headers: &HeaderMap,
-        caller: Option<&crate::auth::Caller>,
+        access: Access<'_>,
     ) -> Result<Plan, RouteError> {
-        let path = uri.path();
-        if let Some((i, r)) = self.match_route(path, host) {
-            return Ok(self.front_door(i, r, uri));
-        }
-        match path.strip_prefix("/v1/") {
-            Some(op) if !op.is_empty() => {
-                portkey_route::plan(self, op, uri.query(), headers, caller)
-            }
-            _ => Err(RouteError::NoRoute),
-        }
+        let parsed = self.parse(uri, host, headers)?;
+        self.plan(parsed, uri, headers, access)
     }
 
-    /// The precomputed upstream credential of virtual key `id`, and the secret behind it.
-    pub(crate) fn vk_auth(&self, id: &str) -> (Option<UpstreamAuth>, Option<usize>) {
-        self.vk_auth.get(id).cloned().unwrap_or_default()
-    }
-
-    fn match_route(&self, path: &str, host: Option<&str>) -> Option<(usize, &RouteRuntime)> {
-        self.routes.iter().enumerate().find(|(_, r)| {
+    fn match_route(&self, path: &str, host: Option<&str>) -> Option<usize> {
+        self.routes.iter().position(|r| {
             let host_ok = match (&r.host, host) {
                 (None, _) => true,
                 (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
@@ -245,7 +154,8 @@ impl Router {
         })
     }
 
-    fn front_door(&self, i: usize, r: &RouteRuntime, uri: &Uri) -> Plan {
+    fn front_door(&self, i: usize, uri: &Uri) -> Plan {
+        let r = &self.routes[i];
         let path = uri.path();
         let rest = if r.strip_prefix {
             &path[r.path_prefix.len()..]
@@ -277,111 +187,8 @@ impl Router {
             check_resolved_ips: false,
             read_timeout: None,
             virtual_key: None,
-            secret_ref: r.secret_ref,
+            secret: r.secret.clone(),
         }
-    }
-}
-
-/// Metric labels for `RouteId`s, in index order: "none", "portkey", then the configured routes.
-pub fn route_names(config: &Config) -> Vec<String> {
-    let mut names = vec!["none".to_owned(), "portkey".to_owned()];
-    names.extend(config.routes.iter().map(|r| r.name.clone()));
-    names
-}
-
-/// Where configured credentials are turned into upstream auth.
-struct AuthContext<'a> {
-    config: &'a Config,
-    tokens: &'a TokenCache,
-    secrets: &'a Arc<SecretStore>,
-    identity: &'a IdentityContext,
-}
-
-impl AuthContext<'_> {
-    /// The upstream credential of a `[credentials.<name>]` used with `provider` at `host` (the
-    /// host picks the default Entra scope), and the secret-store entry behind it.
-    fn credential_auth(
-        &self,
-        provider: Provider,
-        name: &str,
-        host: &str,
-    ) -> Result<(Option<UpstreamAuth>, Option<usize>), String> {
-        let cred = &self.config.credentials[name];
-        let secret_ref = cred
-            .secret_uses()
-            .map(|u| secret_id(self.secrets, u))
-            .transpose()?;
-        let auth = match cred {
-            Credential::ApiKey(key) => {
-                auth_for(provider, key.expose(), true)?.map(UpstreamAuth::Static)
-            }
-            Credential::MappedKey(_) => secret_ref.and_then(|id| secret_auth(provider, id, true)),
-            Credential::Token(t) => {
-                let mapped = |_: &SecretUse| match secret_ref {
-                    Some(id) => {
-                        ClientSecret::Lookup(Arc::new(MappedSecret::new(self.secrets.clone(), id)))
-                    }
-                    None => unreachable!("a mapped client secret has a store entry"),
-                };
-                let spec = t.spec(default_scope(host), &mapped);
-                let slot = self
-                    .tokens
-                    .slot(&spec, Some(name), || self.identity.source(&spec))
-                    .ok_or(
-                        "tokens.max_cached is smaller than the number of configured credentials",
-                    )?;
-                Some(UpstreamAuth::Token(slot))
-            }
-        };
-        Ok((auth, secret_ref))
-    }
-}
-
-fn secret_id(secrets: &SecretStore, u: &SecretUse) -> Result<usize, String> {
-    secrets
-        .id(u)
-        .ok_or_else(|| "secret mapping without a store entry".to_owned())
-}
-
-/// A provider's default key mapped from a secret: its store entry and its header in both of
-/// the provider's styles (see `auth_for`'s `native`).
-#[derive(Debug)]
-pub(crate) struct MappedKey {
-    pub id: usize,
-    pub native: UpstreamAuth,
-    pub compat: UpstreamAuth,
-}
-
-impl MappedKey {
-    fn new(provider: Provider, id: usize) -> Option<MappedKey> {
-        Some(MappedKey {
-            id,
-            native: secret_auth(provider, id, true)?,
-            compat: secret_auth(provider, id, false)?,
-        })
-    }
-}
-
-/// A mapped key's header for `provider`; `native` as in `auth_for`.
-fn secret_auth(provider: Provider, id: usize, native: bool) -> Option<UpstreamAuth> {
-    let (name, bearer) = match provider.auth_style() {
-        AuthStyle::None => return None,
-        AuthStyle::Bearer => (AUTHORIZATION, true),
-        AuthStyle::AzureApiKey => (API_KEY, false),
-        AuthStyle::Anthropic if native => (X_API_KEY, false),
-        AuthStyle::Anthropic => (AUTHORIZATION, true),
-    };
-    Some(UpstreamAuth::Secret(Arc::new(SecretAuth::new(
-        id, name, bearer,
-    ))))
-}
-
-/// Entra scope for an Azure host: AI Foundry hosts want their own audience.
-pub(crate) fn default_scope(host: &str) -> &'static str {
-    if host.ends_with(".services.ai.azure.com") {
-        AI_FOUNDRY_SCOPE
-    } else {
-        COGNITIVE_SCOPE
     }
 }
 
@@ -406,22 +213,6 @@ fn push_query(out: &mut String, query: Option<&str>, drop: Option<&str>) {
         out.push(if out.contains('?') { '&' } else { '?' });
         out.push_str(pair);
     }
-}
-
-/// The header that carries `key` for `provider`. `native` selects Anthropic's own API (x-api-key)
-/// over its OpenAI-compatible one (Bearer).
-fn auth_for(provider: Provider, key: &str, native: bool) -> Result<Option<AuthHeader>, String> {
-    let (name, value) = match provider.auth_style() {
-        AuthStyle::None => return Ok(None),
-        AuthStyle::Bearer => (AUTHORIZATION, format!("Bearer {key}")),
-        AuthStyle::AzureApiKey => (API_KEY, key.to_owned()),
-        AuthStyle::Anthropic if native => (X_API_KEY, key.to_owned()),
-        AuthStyle::Anthropic => (AUTHORIZATION, format!("Bearer {key}")),
-    };
-    let mut value = HeaderValue::from_str(&value)
-        .map_err(|_| "the key holds characters not allowed in a header")?;
-    value.set_sensitive(true);
-    Ok(Some(AuthHeader { name, value }))
 }
 
 /// The `anthropic-version` value sent when the client sends none.

@@ -6,18 +6,9 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use http::{HeaderName, HeaderValue};
 
-use super::provider::Provider;
-use crate::cache::secrets::Cached;
+use crate::cache::secrets::{Cached, Entry};
 use crate::cache::tokens::TokenSlot;
-
-/// Index into `Router::route_names()`: 0 none, 1 Portkey headers, 2.. configured routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RouteId(pub usize);
-
-impl RouteId {
-    pub const NONE: RouteId = RouteId(0);
-    pub const PORTKEY: RouteId = RouteId(1);
-}
+use crate::vocab::{Provider, RouteId};
 
 /// The credential header to send upstream; its value is marked sensitive.
 #[derive(Debug, Clone)]
@@ -41,17 +32,17 @@ pub enum UpstreamAuth {
 /// request formats nothing while the value is unchanged.
 #[derive(Debug)]
 pub struct SecretAuth {
-    /// Entry id in the secret store.
-    pub id: usize,
+    /// The secret store entry holding the key.
+    pub entry: Arc<Entry>,
     pub name: HeaderName,
     pub bearer: bool,
     built: ArcSwapOption<(u64, HeaderValue)>,
 }
 
 impl SecretAuth {
-    pub fn new(id: usize, name: HeaderName, bearer: bool) -> SecretAuth {
+    pub fn new(entry: Arc<Entry>, name: HeaderName, bearer: bool) -> SecretAuth {
         SecretAuth {
-            id,
+            entry,
             name,
             bearer,
             built: ArcSwapOption::empty(),
@@ -65,12 +56,14 @@ impl SecretAuth {
                 return Some(b.1.clone());
             }
         }
-        let mut v = match self.bearer {
-            true => HeaderValue::try_from(format!("Bearer {}", c.value.expose())),
-            false => HeaderValue::from_str(c.value.expose()),
-        }
-        .ok()?;
-        v.set_sensitive(true);
+        let v = match self.bearer {
+            true => crate::vocab::bearer(c.value.expose())?,
+            false => {
+                let mut v = HeaderValue::from_str(c.value.expose()).ok()?;
+                v.set_sensitive(true);
+                v
+            }
+        };
         self.built.store(Some(Arc::new((c.version, v.clone()))));
         Some(v)
     }
@@ -99,7 +92,7 @@ pub struct Plan {
     pub virtual_key: Option<Arc<str>>,
     /// The secret-store entry behind `auth` (a mapped key or client secret), whose
     /// reference's workspace list the caller must be on.
-    pub secret_ref: Option<usize>,
+    pub secret: Option<Arc<Entry>>,
 }
 
 /// Why a request cannot be routed. Each maps to a 4xx in `error.rs`; none is ever half-sent.
@@ -130,11 +123,11 @@ pub enum RouteError {
         header: &'static str,
         mode: &'static str,
     },
-    /// An authorization decision (virtual key unknown or of another workspace).
-    #[error("{0}")]
-    Denied(crate::auth::AuthError),
     #[error("too many distinct credentials in use; try again later")]
     TokenCacheFull,
+    /// A state the runtime builder rules out (a table entry auth vouched for is missing).
+    #[error("internal routing error: {0}")]
+    Internal(&'static str),
     #[error("{header}: {what}")]
     Unsupported {
         header: &'static str,

@@ -4,29 +4,19 @@
 use http::{HeaderMap, HeaderValue, Uri};
 
 use super::*;
-use crate::cache::tokens::TokenCache;
 use crate::config;
 use crate::env::Env;
 
+/// The router of the runtime `toml` builds (tokens and secrets in fresh caches; nothing is
+/// fetched).
 fn router(toml: &str) -> Router {
     let c = config::from_str(toml, &Env::default()).unwrap();
-    let tokens = Arc::new(TokenCache::new(16, std::time::Duration::from_secs(60)));
-    let identity = IdentityContext::new(
-        "http://127.0.0.1:9".into(),
-        "http://127.0.0.1:9".into(),
-        None,
-        None,
-        None,
-    );
     let registry = pingora_prometheus::prometheus::Registry::new();
-    let metrics = Arc::new(crate::metrics::Metrics::new(&registry, &route_names(&c)).unwrap());
-    let secrets = Arc::new(SecretStore::new(&c.secrets, [], &[], metrics));
-    let caches = Caches {
-        tokens,
-        secrets: &secrets,
-        identity,
-    };
-    Router::new(&c, caches).unwrap()
+    let metrics = Arc::new(crate::metrics::Metrics::new(&registry).unwrap());
+    let warm = crate::runtime::Warm::new(&c, metrics, crate::cache::renewal::Timing::system());
+    crate::runtime::build(&c, String::new(), &warm)
+        .unwrap()
+        .router
 }
 
 fn plan(r: &Router, path: &str, headers: &[(&'static str, &str)]) -> Result<Plan, RouteError> {
@@ -34,7 +24,12 @@ fn plan(r: &Router, path: &str, headers: &[(&'static str, &str)]) -> Result<Plan
     for (k, v) in headers {
         h.insert(*k, HeaderValue::from_str(v).unwrap());
     }
-    r.route(&Uri::try_from(path).unwrap(), Some("gw.local"), &h, None)
+    r.route(
+        &Uri::try_from(path).unwrap(),
+        Some("gw.local"),
+        &h,
+        Access::default(),
+    )
 }
 
 fn target(p: &Plan, client_path: &str) -> String {

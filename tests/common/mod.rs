@@ -220,6 +220,8 @@ pub struct Keyway {
     pub port: u16,
     pub metrics_port: u16,
     pub log: PathBuf,
+    /// The config file keyway runs with (rewrite it to reload).
+    pub config: PathBuf,
     child: Child,
 }
 
@@ -278,6 +280,7 @@ impl Keyway {
             port,
             metrics_port,
             log,
+            config: cfg_path,
             child,
         };
         let client = reqwest::Client::new();
@@ -313,6 +316,53 @@ impl Keyway {
             .text()
             .await
             .unwrap()
+    }
+
+    /// Replaces the config file the way editors and Kubernetes do: a new file renamed over it.
+    pub fn write_config(&self, text: &str) {
+        let tmp = self.config.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.config).unwrap();
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`, …) to the process.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} failed");
+    }
+
+    /// The value of one series (`name{labels}` exactly as Prometheus prints it; 0 if absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Waits (bounded) until `series` reaches at least `value`.
+    pub async fn wait_metric(&self, series: &str, value: f64, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let v = self.metric(series).await;
+            if v >= value {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{series} stayed at {v} (wanted {value}) for {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -20,7 +20,7 @@ pub(super) const RSA_ALGS: &[Algorithm] = ASYMMETRIC.split_at(6).0;
 
 /// One JSON Web Key as published (RFC 7517/7518/8037). Unknown members (`x5c`, `x5t`, …) are
 /// ignored: providers publish many.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Jwk {
     #[serde(default)]
     pub kty: String,

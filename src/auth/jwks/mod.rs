@@ -10,7 +10,10 @@
 //! refresh keeps the old set: an identity provider outage must not lock every caller out
 //! (static stability).
 
+mod fetch;
 mod keys;
+
+use fetch::{jwks_uri, tenant_issuers};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +21,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use serde::Deserialize;
 use url::Url;
+
+use crate::cache::renewal::{Renewal, Timing};
 
 pub use keys::{alg_name, asymmetric_alg, parse_jwk, Jwk, KeySet, VerifyKey, ASYMMETRIC};
 
@@ -29,12 +34,12 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// with made-up `kid`s must not turn the gateway into a load generator against the provider.
 pub const DEFAULT_MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 /// Discovery documents and key sets larger than this are refused.
-const MAX_BODY: usize = 1 << 20;
+pub(super) const MAX_BODY: usize = 1 << 20;
 /// The public-cloud v1 issuer host of Entra (`https://sts.windows.net/{tid}/`).
 pub const AZURE_V1_ISSUER_HOST: &str = "https://sts.windows.net";
 
 /// Where the keys come from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum JwksSource {
     /// OpenID discovery document; its `jwks_uri` is fetched on every refresh.
     OpenIdConfig(Url),
@@ -94,6 +99,8 @@ pub struct JwksCache {
     /// When the last unknown-`kid` refetch started; the async mutex also makes concurrent
     /// unknown-`kid` requests wait for the one refetch instead of starting their own.
     last_refetch: tokio::sync::Mutex<Option<Instant>>,
+    /// When the refresher fetches the set again (remote sources only).
+    renewal: Renewal<String>,
 }
 
 impl std::fmt::Debug for JwksCache {
@@ -111,9 +118,9 @@ struct JwkSet {
 }
 
 #[derive(Deserialize)]
-struct Discovery {
-    issuer: Option<String>,
-    jwks_uri: Option<String>,
+pub(super) struct Discovery {
+    pub(super) issuer: Option<String>,
+    pub(super) jwks_uri: Option<String>,
 }
 
 impl JwksCache {
@@ -135,7 +142,9 @@ impl JwksCache {
                     })?,
                 _ => KeySet::default(),
             };
+        let remote = !matches!(source, JwksSource::Inline(_));
         Ok(JwksCache {
+            renewal: Renewal::new(Timing::system(), remote),
             source,
             issuer_document: None,
             published: ArcSwap::from_pointee(Published {
@@ -157,8 +166,16 @@ impl JwksCache {
     /// Accept the issuer an Entra tenant's v2 discovery document names (and the same tenant's
     /// v1 issuer), read at every refresh.
     pub fn with_issuer_document(mut self, url: Option<Url>) -> JwksCache {
+        if url.is_some() {
+            self.renewal = Renewal::new(Timing::system(), true);
+        }
         self.issuer_document = url;
         self
+    }
+
+    /// The background refresh schedule (the refresher claims it, refreshes, and reports back).
+    pub fn renewal(&self) -> &Renewal<String> {
+        &self.renewal
     }
 
     pub fn source(&self) -> &JwksSource {
@@ -269,91 +286,6 @@ impl JwksCache {
             }
         }
     }
-
-    async fn discovery(&self, url: &Url) -> Result<Discovery, JwksError> {
-        let body = self.get_body(url).await?;
-        serde_json::from_slice(&body).map_err(|e| JwksError::Parse {
-            url: url.to_string(),
-            what: "OpenID configuration",
-            detail: e.to_string(),
-        })
-    }
-
-    async fn get_body(&self, url: &Url) -> Result<Vec<u8>, JwksError> {
-        let http_err = |e: reqwest::Error| JwksError::Http {
-            url: url.to_string(),
-            detail: e.without_url().to_string(),
-        };
-        let mut resp = self
-            .client
-            .get(url.clone())
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(http_err)?;
-        let status = resp.status().as_u16();
-        if status != 200 {
-            return Err(JwksError::Status {
-                url: url.to_string(),
-                status,
-            });
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(http_err)? {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(JwksError::Parse {
-                    url: url.to_string(),
-                    what: "key document",
-                    detail: format!("larger than {MAX_BODY} bytes"),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
-    }
-}
-
-fn jwks_uri(doc_url: &Url, doc: &Discovery) -> Result<Url, JwksError> {
-    let parse_err = |detail: String| JwksError::Parse {
-        url: doc_url.to_string(),
-        what: "OpenID configuration",
-        detail,
-    };
-    let raw = doc
-        .jwks_uri
-        .as_deref()
-        .ok_or_else(|| parse_err("no jwks_uri".into()))?;
-    let jwks = Url::parse(raw).map_err(|e| parse_err(format!("jwks_uri: {e}")))?;
-    if !matches!(jwks.scheme(), "http" | "https") {
-        return Err(parse_err("jwks_uri is not an http(s) URL".into()));
-    }
-    Ok(jwks)
-}
-
-/// The issuers of an Entra tenant from its v2 discovery document: the document's `issuer`
-/// (`{authority}/{tenant GUID}/v2.0`) and the same tenant's v1 issuer
-/// (`https://sts.windows.net/{tenant GUID}/`), so a tenant named by its domain accepts the
-/// tokens Entra issues, which always carry the GUID.
-fn tenant_issuers(doc_url: &Url, doc: &Discovery) -> Result<Vec<String>, JwksError> {
-    let issuer = doc
-        .issuer
-        .as_deref()
-        .filter(|i| Url::parse(i).is_ok())
-        .ok_or_else(|| JwksError::Parse {
-            url: doc_url.to_string(),
-            what: "OpenID configuration",
-            detail: "no issuer URL".into(),
-        })?;
-    let mut out = vec![issuer.to_owned()];
-    let tenant = issuer
-        .trim_end_matches('/')
-        .strip_suffix("/v2.0")
-        .and_then(|rest| rest.rsplit('/').next())
-        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
-    if let Some(t) = tenant {
-        out.push(format!("{AZURE_V1_ISSUER_HOST}/{t}/"));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

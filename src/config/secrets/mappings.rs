@@ -4,30 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
 use super::SecretsSettings;
+use crate::config::schema::secrets::SecretMappingSection;
 use crate::config::{invalid, ConfigError};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretMappingSection {
-    /// `key`, `configurations.<field>` or `model_config.<field>`; the entity's prefix is added
-    /// when omitted.
-    pub target_field: String,
-    /// The reference's slug.
-    pub secret_reference_id: String,
-    /// Overrides the reference's `secret_key`.
-    pub secret_key: Option<String>,
-}
-
-/// One mapped value: which reference, which key of it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SecretUse {
-    /// Index into `SecretsSettings::references`.
-    pub reference: usize,
-    pub key: Option<String>,
-}
+pub use crate::config::secret_use::SecretUse;
 
 /// Who carries the mappings; picks the field prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,84 +4,19 @@
 //! (`secret_references[i] (slug)`) and the field. `shown` is the masked view that logs,
 //! `--check-config` and errors use; nothing else prints a reference.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
-use url::Url;
-
-use super::identity::{ClientSecretConfig, Identity, TokenCredential};
-use super::{invalid, secret_from, ConfigError};
-use crate::credentials::secrets::aws::{AwsAuth, AwsSettings};
-use crate::credentials::secrets::vault::{VaultAuth, VaultSettings};
+use super::identity::{Identity, TokenCredential};
+use super::schema::secrets::{SecretReferenceSection, SecretsSection};
+use super::{invalid, ConfigError};
+use crate::credentials::secrets::aws::AwsSettings;
+use crate::credentials::secrets::vault::VaultSettings;
 use crate::credentials::secrets::ManagerType;
 use crate::env::Env;
-use crate::secret::Secret;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretsSection {
-    /// How long a fetched value is used before it is fetched again. Default 300.
-    pub ttl_seconds: Option<u64>,
-    /// How long past its TTL a value keeps serving while its manager fails. Default 3600.
-    pub max_stale_seconds: Option<u64>,
-    /// Fetch every mapped secret at start-up and hold `/readyz` until they are in. Default true.
-    pub prefetch: Option<bool>,
-    /// Bound on one fetch, login included. Default 10000.
-    pub fetch_timeout_ms: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretReferenceSection {
-    pub name: String,
-    pub slug: Option<String>,
-    pub description: Option<String>,
-    pub manager_type: String,
-    pub auth_config: AuthConfigSection,
-    pub secret_path: String,
-    pub secret_key: Option<String>,
-    pub allow_all_workspaces: Option<bool>,
-    pub allowed_workspaces: Option<Vec<String>>,
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-}
-
-/// Every `auth_config` field of every manager; `validate` refuses the ones that do not belong
-/// to the reference's manager. Sensitive fields also take `<field>_env`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthConfigSection {
-    pub aws_auth_type: Option<String>,
-    pub aws_access_key_id: Option<String>,
-    pub aws_access_key_id_env: Option<String>,
-    pub aws_secret_access_key: Option<String>,
-    pub aws_secret_access_key_env: Option<String>,
-    pub aws_region: Option<String>,
-    pub aws_role_arn: Option<String>,
-    pub aws_role_arn_env: Option<String>,
-    pub aws_external_id: Option<String>,
-    pub aws_external_id_env: Option<String>,
-    pub azure_vault_url: Option<String>,
-    pub azure_auth_mode: Option<String>,
-    pub azure_entra_tenant_id: Option<String>,
-    pub azure_entra_client_id: Option<String>,
-    pub azure_entra_client_secret: Option<String>,
-    pub azure_entra_client_secret_env: Option<String>,
-    pub azure_managed_client_id: Option<String>,
-    pub azure_workload_client_id: Option<String>,
-    pub vault_addr: Option<String>,
-    pub vault_token: Option<String>,
-    pub vault_token_env: Option<String>,
-    pub vault_role_id: Option<String>,
-    pub vault_secret_id: Option<String>,
-    pub vault_secret_id_env: Option<String>,
-    pub vault_namespace: Option<String>,
-    pub vault_mount: Option<String>,
-    pub vault_kv_version: Option<u8>,
-    pub vault_approle_mount: Option<String>,
-}
+use auth_config::{check_fields, shown};
+use sources::{aws_source, http_url, kv_credential, vault_source};
 
 /// The `auth_config` fields seed 003 masks as `masked_<field>`.
 pub const SENSITIVE_FIELDS: [&str; 7] = [
@@ -117,6 +52,8 @@ pub struct SecretReference {
     pub allowed_workspaces: Option<Arc<[Arc<str>]>>,
     /// The reference as it may be shown: sensitive `auth_config` fields masked.
     pub shown: serde_json::Value,
+    /// What the reference is (`digest.rs`): equal digests share a cache entry across reloads.
+    pub digest: [u8; 32],
 }
 
 impl SecretReference {
@@ -322,7 +259,7 @@ fn validate_reference(
         }
         ManagerType::HashicorpVault => vault_source(&at("auth_config"), a, env)?,
     };
-    Ok(SecretReference {
+    let mut reference = SecretReference {
         name: r.name,
         slug: Arc::from(slug.as_str()),
         manager,
@@ -331,373 +268,17 @@ fn validate_reference(
         key: r.secret_key,
         allowed_workspaces,
         shown,
-    })
-}
-
-/// The `auth_config` fields each manager takes (`_env` variants count as their field).
-fn fields_of(m: ManagerType) -> &'static [&'static str] {
-    match m {
-        ManagerType::AwsSm => &[
-            "aws_auth_type",
-            "aws_access_key_id",
-            "aws_secret_access_key",
-            "aws_region",
-            "aws_role_arn",
-            "aws_external_id",
-        ],
-        ManagerType::AzureKv => &[
-            "azure_vault_url",
-            "azure_auth_mode",
-            "azure_entra_tenant_id",
-            "azure_entra_client_id",
-            "azure_entra_client_secret",
-            "azure_managed_client_id",
-            "azure_workload_client_id",
-        ],
-        ManagerType::HashicorpVault => &[
-            "vault_addr",
-            "vault_token",
-            "vault_role_id",
-            "vault_secret_id",
-            "vault_namespace",
-            "vault_mount",
-            "vault_kv_version",
-            "vault_approle_mount",
-        ],
-    }
-}
-
-/// The fields given, by name, with their plain values (`None` for secrets read from the
-/// environment and for numbers).
-type Given<'a> = (&'static str, Option<&'a str>, bool);
-
-fn given(a: &AuthConfigSection) -> Vec<Given<'_>> {
-    fn s<'a>(n: &'static str, v: &'a Option<String>) -> Option<Given<'a>> {
-        v.as_ref().map(|v| (n, Some(v.as_str()), false))
-    }
-    fn e<'a>(n: &'static str, v: &'a Option<String>) -> Option<Given<'a>> {
-        v.as_ref().map(|_| (n, None, true))
-    }
-    [
-        s("aws_auth_type", &a.aws_auth_type),
-        s("aws_access_key_id", &a.aws_access_key_id),
-        e("aws_access_key_id", &a.aws_access_key_id_env),
-        s("aws_secret_access_key", &a.aws_secret_access_key),
-        e("aws_secret_access_key", &a.aws_secret_access_key_env),
-        s("aws_region", &a.aws_region),
-        s("aws_role_arn", &a.aws_role_arn),
-        e("aws_role_arn", &a.aws_role_arn_env),
-        s("aws_external_id", &a.aws_external_id),
-        e("aws_external_id", &a.aws_external_id_env),
-        s("azure_vault_url", &a.azure_vault_url),
-        s("azure_auth_mode", &a.azure_auth_mode),
-        s("azure_entra_tenant_id", &a.azure_entra_tenant_id),
-        s("azure_entra_client_id", &a.azure_entra_client_id),
-        s("azure_entra_client_secret", &a.azure_entra_client_secret),
-        e(
-            "azure_entra_client_secret",
-            &a.azure_entra_client_secret_env,
-        ),
-        s("azure_managed_client_id", &a.azure_managed_client_id),
-        s("azure_workload_client_id", &a.azure_workload_client_id),
-        s("vault_addr", &a.vault_addr),
-        s("vault_token", &a.vault_token),
-        e("vault_token", &a.vault_token_env),
-        s("vault_role_id", &a.vault_role_id),
-        s("vault_secret_id", &a.vault_secret_id),
-        e("vault_secret_id", &a.vault_secret_id_env),
-        s("vault_namespace", &a.vault_namespace),
-        a.vault_kv_version
-            .map(|_| ("vault_kv_version", None, false)),
-        s("vault_mount", &a.vault_mount),
-        s("vault_approle_mount", &a.vault_approle_mount),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
-}
-
-fn check_fields(path: &str, m: ManagerType, a: &AuthConfigSection) -> Result<(), ConfigError> {
-    for (field, _, _) in given(a) {
-        if !fields_of(m).contains(&field) {
-            return Err(invalid(
-                format!("{path}.{field}"),
-                format!("is not an auth_config field of manager_type {m}"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The masked view of a reference (seed 003's "Sensitive Field Masking").
-fn shown(
-    slug: &str,
-    manager: ManagerType,
-    env: &Env,
-    r: &SecretReferenceSection,
-) -> serde_json::Value {
-    let a = &r.auth_config;
-    let mut auth = serde_json::Map::new();
-    for (field, value, from_env) in given(a) {
-        let value = match (value, from_env) {
-            (Some(v), _) => Some(v.to_owned()),
-            (None, true) => env_value(a, field, env),
-            (None, false) => None,
-        };
-        if SENSITIVE_FIELDS.contains(&field) {
-            let v = value.as_deref().map_or_else(|| "****".to_owned(), mask);
-            auth.insert(format!("masked_{field}"), v.into());
-        } else if field == "vault_kv_version" {
-            auth.insert(field.into(), a.vault_kv_version.into());
-        } else {
-            auth.insert(field.into(), value.into());
-        }
-    }
-    serde_json::json!({
-        "name": r.name,
-        "slug": slug,
-        "description": r.description,
-        "manager_type": manager.as_str(),
-        "auth_config": auth,
-        "secret_path": r.secret_path,
-        "secret_key": r.secret_key,
-        "allow_all_workspaces": r.allowed_workspaces.is_none(),
-        "allowed_workspaces": r.allowed_workspaces.clone().unwrap_or_default(),
-        "tags": r.tags,
-    })
-}
-
-fn env_value(a: &AuthConfigSection, field: &str, env: &Env) -> Option<String> {
-    let var = match field {
-        "aws_access_key_id" => &a.aws_access_key_id_env,
-        "aws_secret_access_key" => &a.aws_secret_access_key_env,
-        "aws_role_arn" => &a.aws_role_arn_env,
-        "aws_external_id" => &a.aws_external_id_env,
-        "azure_entra_client_secret" => &a.azure_entra_client_secret_env,
-        "vault_token" => &a.vault_token_env,
-        "vault_secret_id" => &a.vault_secret_id_env,
-        _ => return None,
+        digest: [0; 32],
     };
-    var.as_deref().and_then(|v| env.get(v)).map(str::to_owned)
+    reference.digest = digest::reference_digest(&reference);
+    Ok(reference)
 }
 
-fn need(path: &str, field: &str, v: Option<String>, why: &str) -> Result<String, ConfigError> {
-    v.filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| invalid(format!("{path}.{field}"), format!("is required {why}")))
-}
-
-fn need_secret(
-    path: &str,
-    field: &str,
-    v: Option<Secret>,
-    why: &str,
-) -> Result<Secret, ConfigError> {
-    v.ok_or_else(|| {
-        invalid(
-            format!("{path}.{field}"),
-            format!("is required {why} (or {field}_env)"),
-        )
-    })
-}
-
-fn http_url(path: &str, v: Option<String>) -> Result<String, ConfigError> {
-    let u = v.ok_or_else(|| invalid(path, "is required"))?;
-    match Url::parse(&u) {
-        Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => {
-            Ok(u.trim_end_matches('/').to_owned())
-        }
-        _ => Err(invalid(path, format!("'{u}' must be an http(s) URL"))),
-    }
-}
-
-fn aws_source(
-    path: &str,
-    a: AuthConfigSection,
-    identity: &Identity,
-    env: &Env,
-) -> Result<SourceConfig, ConfigError> {
-    let kind = need(path, "aws_auth_type", a.aws_auth_type, "for aws_sm")?;
-    let sec = |f: &str, v: Option<String>, e: Option<String>| {
-        secret_from(&format!("{path}.{f}"), v, e, env)
-    };
-    let why = format!("for aws_auth_type {kind}");
-    let auth = match kind.as_str() {
-        "accessKey" => AwsAuth::AccessKey {
-            access_key_id: need_secret(
-                path,
-                "aws_access_key_id",
-                sec(
-                    "aws_access_key_id",
-                    a.aws_access_key_id,
-                    a.aws_access_key_id_env,
-                )?,
-                &why,
-            )?,
-            secret_access_key: need_secret(
-                path,
-                "aws_secret_access_key",
-                sec(
-                    "aws_secret_access_key",
-                    a.aws_secret_access_key,
-                    a.aws_secret_access_key_env,
-                )?,
-                &why,
-            )?,
-        },
-        "assumedRole" => AwsAuth::AssumedRole {
-            role_arn: need_secret(
-                path,
-                "aws_role_arn",
-                sec("aws_role_arn", a.aws_role_arn, a.aws_role_arn_env)?,
-                &why,
-            )?,
-            external_id: sec("aws_external_id", a.aws_external_id, a.aws_external_id_env)?,
-        },
-        "serviceRole" => AwsAuth::ServiceRole,
-        other => {
-            return Err(invalid(
-                format!("{path}.aws_auth_type"),
-                format!(
-                    "unknown aws_auth_type '{other}' (known: accessKey, assumedRole, serviceRole)"
-                ),
-            ))
-        }
-    };
-    let region = match auth {
-        AwsAuth::ServiceRole => a.aws_region.or_else(|| identity.aws_region.clone()),
-        _ => Some(need(path, "aws_region", a.aws_region, &why)?),
-    };
-    Ok(SourceConfig::Aws(AwsSettings {
-        auth,
-        region,
-        endpoint: identity.secretsmanager_endpoint.clone(),
-        sts_endpoint: identity.sts_endpoint.clone(),
-    }))
-}
-
-fn kv_credential(
-    path: &str,
-    a: AuthConfigSection,
-    identity: &Identity,
-    env: &Env,
-) -> Result<TokenCredential, ConfigError> {
-    let scope = Some(crate::credentials::KEY_VAULT_SCOPE.to_owned());
-    let mode = a.azure_auth_mode.as_deref().unwrap_or("entra");
-    let why = format!("for azure_auth_mode {mode}");
-    let w = &identity.workload;
-    Ok(match mode {
-        "entra" => TokenCredential::Entra {
-            tenant: need(path, "azure_entra_tenant_id", a.azure_entra_tenant_id, &why)?,
-            client_id: need(path, "azure_entra_client_id", a.azure_entra_client_id, &why)?,
-            secret: ClientSecretConfig::Inline(need_secret(
-                path,
-                "azure_entra_client_secret",
-                secret_from(
-                    &format!("{path}.azure_entra_client_secret"),
-                    a.azure_entra_client_secret,
-                    a.azure_entra_client_secret_env,
-                    env,
-                )?,
-                &why,
-            )?),
-            scope,
-        },
-        "managed" => TokenCredential::Managed {
-            client_id: a.azure_managed_client_id,
-            scope,
-        },
-        "workload" => TokenCredential::Workload {
-            tenant: a
-                .azure_entra_tenant_id
-                .or_else(|| w.tenant.clone())
-                .ok_or_else(|| {
-                    invalid(
-                        format!("{path}.azure_entra_tenant_id"),
-                        "workload identity: AZURE_TENANT_ID is not set; set it or give azure_entra_tenant_id",
-                    )
-                })?,
-            client_id: a
-                .azure_workload_client_id
-                .or_else(|| w.client_id.clone())
-                .ok_or_else(|| {
-                    invalid(
-                        format!("{path}.azure_workload_client_id"),
-                        "workload identity: AZURE_CLIENT_ID is not set; set it or give azure_workload_client_id",
-                    )
-                })?,
-            token_file: w.token_file.clone().ok_or_else(|| {
-                invalid(
-                    format!("{path}.azure_auth_mode"),
-                    "workload identity: AZURE_FEDERATED_TOKEN_FILE is not set",
-                )
-            })?,
-            scope,
-        },
-        other => {
-            return Err(invalid(
-                format!("{path}.azure_auth_mode"),
-                format!("unknown azure_auth_mode '{other}' (known: entra, managed, workload)"),
-            ))
-        }
-    })
-}
-
-fn vault_source(path: &str, a: AuthConfigSection, env: &Env) -> Result<SourceConfig, ConfigError> {
-    let addr = http_url(&format!("{path}.vault_addr"), a.vault_addr)?;
-    let token = secret_from(
-        &format!("{path}.vault_token"),
-        a.vault_token,
-        a.vault_token_env,
-        env,
-    )?;
-    let secret_id = secret_from(
-        &format!("{path}.vault_secret_id"),
-        a.vault_secret_id,
-        a.vault_secret_id_env,
-        env,
-    )?;
-    let auth =
-        match (token, a.vault_role_id, secret_id) {
-            (Some(t), None, None) => VaultAuth::Token(t),
-            (None, Some(role_id), Some(secret_id)) if !role_id.is_empty() => VaultAuth::AppRole {
-                role_id,
-                secret_id,
-                mount: a.vault_approle_mount.unwrap_or_else(|| "approle".into()),
-            },
-            (Some(_), _, _) => {
-                return Err(invalid(
-                    format!("{path}.vault_token"),
-                    "give vault_token or vault_role_id + vault_secret_id (AppRole), not both",
-                ))
-            }
-            _ => return Err(invalid(
-                path,
-                "hashicorp_vault needs vault_token, or vault_role_id and vault_secret_id (AppRole)",
-            )),
-        };
-    let kv_version = a.vault_kv_version.unwrap_or(2);
-    if !matches!(kv_version, 1 | 2) {
-        return Err(invalid(
-            format!("{path}.vault_kv_version"),
-            "must be 1 or 2",
-        ));
-    }
-    Ok(SourceConfig::Vault(VaultSettings {
-        addr: Url::parse(&addr)
-            .map_err(|e| invalid(format!("{path}.vault_addr"), e.to_string()))?,
-        auth,
-        namespace: a.vault_namespace.filter(|n| !n.is_empty()),
-        mount: a
-            .vault_mount
-            .map(|m| m.trim_matches('/').to_owned())
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| "secret".into()),
-        kv_version,
-    }))
-}
-
+mod auth_config;
+mod digest;
 mod mappings;
-pub use mappings::{mappings, none_left, take, Entity, SecretMappingSection, SecretUse};
+mod sources;
+pub use mappings::{mappings, none_left, take, Entity, SecretUse};
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,7 @@
 use super::*;
-use crate::config::{from_str, Credential};
+use crate::config::{from_str, ClientSecretConfig, Credential};
+use crate::credentials::secrets::aws::AwsAuth;
+use crate::credentials::secrets::vault::VaultAuth;
 
 fn env() -> Env {
     Env::from_pairs([("VT", "hvs.from-the-environment-1234")])
@@ -273,7 +275,7 @@ fn mappings_fill_credentials_providers_and_virtual_keys() {
         key: k.map(str::to_owned),
     };
     assert_eq!(
-        c.providers[&crate::routing::provider::Provider::OpenAi].key_mapping,
+        c.providers[&crate::vocab::Provider::OpenAi].key_mapping,
         Some(use_of(1, Some("openai")))
     );
     assert!(

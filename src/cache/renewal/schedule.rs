@@ -1,12 +1,15 @@
-//! When to renew a token and how long to wait after a failure: pure math, unit-tested.
+//! When to renew and how long to wait after a failure: pure math, unit-tested.
 //!
 //! Renew at about 75% of the lifetime (±5% jitter so a fleet started together does not hit the
 //! identity provider together), but never later than 5 minutes before expiry, which leaves room
-//! for several retries when the provider is down. Tokens shorter than 10 minutes cannot honour
-//! that margin and are renewed at ~75% alone. Failed fetches back off exponentially
-//! (1 s doubling to 60 s, ±25% jitter) while the old token keeps serving.
+//! for several retries when the provider is down. Values shorter than 10 minutes cannot honour
+//! that margin and are renewed at ~75% alone. Failed fetches back off exponentially by class
+//! (transient: 1 s doubling to 60 s; refused or broken: 15 s doubling to 5 min; ±25% jitter)
+//! while the old value keeps serving.
 
 use std::time::Duration;
+
+use super::FailureClass;
 
 const FRACTION: f64 = 0.75;
 const FRACTION_JITTER: f64 = 0.05;
@@ -14,6 +17,8 @@ const MARGIN: Duration = Duration::from_secs(300);
 const MIN_DELAY: Duration = Duration::from_millis(500);
 const RETRY_BASE: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+const REFUSED_BASE: Duration = Duration::from_secs(15);
+const REFUSED_MAX: Duration = Duration::from_secs(300);
 
 /// Delay from now until renewal of a token that lives `lifetime` more. `jitter01` ∈ [0, 1).
 pub fn refresh_delay(lifetime: Duration, jitter01: f64) -> Duration {
@@ -25,10 +30,15 @@ pub fn refresh_delay(lifetime: Duration, jitter01: f64) -> Duration {
     delay.max(MIN_DELAY)
 }
 
-/// Delay before retry number `failures` (1 for the first). `jitter01` ∈ [0, 1).
-pub fn retry_delay(failures: u32, jitter01: f64) -> Duration {
-    let exp = RETRY_BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(6));
-    exp.min(RETRY_MAX).mul_f64(0.75 + 0.5 * jitter01)
+/// Delay before retry number `failures` (1 for the first) after a failure of `class`.
+/// `jitter01` ∈ [0, 1).
+pub fn retry_delay(class: FailureClass, failures: u32, jitter01: f64) -> Duration {
+    let (base, max) = match class {
+        FailureClass::Transient => (RETRY_BASE, RETRY_MAX),
+        FailureClass::Refused | FailureClass::Broken => (REFUSED_BASE, REFUSED_MAX),
+    };
+    let exp = base.saturating_mul(1u32 << failures.saturating_sub(1).min(8));
+    exp.min(max).mul_f64(0.75 + 0.5 * jitter01)
 }
 
 #[cfg(test)]
@@ -65,11 +75,22 @@ mod tests {
 
     #[test]
     fn retries_back_off_exponentially_to_a_cap() {
-        assert_eq!(retry_delay(1, 0.5), Duration::from_secs(1));
-        assert_eq!(retry_delay(2, 0.5), Duration::from_secs(2));
-        assert_eq!(retry_delay(5, 0.5), Duration::from_secs(16));
-        assert_eq!(retry_delay(30, 0.5), RETRY_MAX);
-        assert!(retry_delay(3, 0.0) >= Duration::from_secs(3));
-        assert!(retry_delay(3, 0.999) < Duration::from_secs(5));
+        let t = FailureClass::Transient;
+        assert_eq!(retry_delay(t, 1, 0.5), Duration::from_secs(1));
+        assert_eq!(retry_delay(t, 2, 0.5), Duration::from_secs(2));
+        assert_eq!(retry_delay(t, 5, 0.5), Duration::from_secs(16));
+        assert_eq!(retry_delay(t, 30, 0.5), RETRY_MAX);
+        assert!(retry_delay(t, 3, 0.0) >= Duration::from_secs(3));
+        assert!(retry_delay(t, 3, 0.999) < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_refusal_is_not_retried_like_a_timeout() {
+        for class in [FailureClass::Refused, FailureClass::Broken] {
+            assert_eq!(retry_delay(class, 1, 0.5), Duration::from_secs(15));
+            assert_eq!(retry_delay(class, 2, 0.5), Duration::from_secs(30));
+            assert_eq!(retry_delay(class, 50, 0.5), REFUSED_MAX);
+            assert!(retry_delay(class, 1, 0.0) > retry_delay(FailureClass::Transient, 4, 0.999));
+        }
     }
 }

@@ -1,10 +1,17 @@
 //! The file schema: what a TOML config may say, strictly. Every struct denies unknown keys so a
 //! typo fails start-up with its path instead of being silently ignored. Nothing here leaves
-//! `config/`: `runtime.rs` turns it into validated types.
+//! `config/`, and nothing here imports the rest of `config/`: the validation modules turn it
+//! into validated types.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+
+pub mod auth;
+pub mod secrets;
+
+use auth::{ApiKeySection, AuthSection, VirtualKeySection, WorkspaceSection};
+use secrets::{SecretMappingSection, SecretReferenceSection, SecretsSection};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +27,9 @@ pub struct FileConfig {
     pub work_stealing: Option<bool>,
     /// Seconds to keep serving in-flight requests after SIGTERM. Default 30.
     pub grace_period_seconds: Option<u64>,
+    /// Reload when the config file changes (its directory is watched). Default true; SIGHUP
+    /// reloads either way.
+    pub watch_config: Option<bool>,
     /// Hosts that `x-portkey-custom-host` may name even though they are private or loopback.
     #[serde(default)]
     pub trusted_custom_hosts: Vec<String>,
@@ -40,17 +50,17 @@ pub struct FileConfig {
     #[serde(default)]
     pub tokens: TokensSection,
     #[serde(default)]
-    pub auth: super::auth::AuthSection,
+    pub auth: AuthSection,
     #[serde(default)]
-    pub workspaces: BTreeMap<String, super::auth::WorkspaceSection>,
+    pub workspaces: BTreeMap<String, WorkspaceSection>,
     #[serde(default)]
-    pub api_keys: Vec<super::auth::ApiKeySection>,
+    pub api_keys: Vec<ApiKeySection>,
     #[serde(default)]
-    pub virtual_keys: BTreeMap<String, super::auth::VirtualKeySection>,
+    pub virtual_keys: BTreeMap<String, VirtualKeySection>,
     #[serde(default)]
-    pub secrets: super::secrets::SecretsSection,
+    pub secrets: SecretsSection,
     #[serde(default)]
-    pub secret_references: Vec<super::secrets::SecretReferenceSection>,
+    pub secret_references: Vec<SecretReferenceSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,7 +122,7 @@ pub struct ProviderSection {
     pub api_version: Option<String>,
     /// `key` from a secret reference instead of `api_key`.
     #[serde(default)]
-    pub secret_mappings: Vec<super::secrets::SecretMappingSection>,
+    pub secret_mappings: Vec<SecretMappingSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,7 +141,7 @@ pub struct CredentialSection {
     /// `key` (api_key) or `configurations.azure_entra_client_secret` (entra) from a secret
     /// reference.
     #[serde(default)]
-    pub secret_mappings: Vec<super::secrets::SecretMappingSection>,
+    pub secret_mappings: Vec<SecretMappingSection>,
 }
 
 #[derive(Debug, Deserialize)]

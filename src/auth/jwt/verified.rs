@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::jwt::ValidatedClaims;
+use super::claims::ValidatedClaims;
 
 const TTL: Duration = Duration::from_secs(300);
 const CAPACITY: usize = 10_000;

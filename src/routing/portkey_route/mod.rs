@@ -1,0 +1,317 @@
+//! Routing by Portkey headers (`x-portkey-provider`, `x-portkey-config`, `x-portkey-azure-*`, …)
+//! for `/v1/{op}` requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+
+mod azure;
+mod target;
+
+use super::custom_host::name_is_forbidden;
+use super::portkey::PortkeyConfig;
+use super::url::BaseUrl;
+use super::{auth_for, Access, Plan, ProviderRoute, RouteError, Router, UpstreamAuth, X_API_KEY};
+use crate::cache::secrets::Entry;
+use crate::vocab::{strip_bearer, AuthStyle, Provider, RouteId};
+use target::{concrete_host, upstream_path};
+
+const PROVIDER: &str = "x-portkey-provider";
+const CONFIG: &str = "x-portkey-config";
+const PORTKEY_API_KEY: &str = "x-portkey-api-key";
+const VIRTUAL_KEY: &str = "x-portkey-virtual-key";
+const CUSTOM_HOST: &str = "x-portkey-custom-host";
+const REQUEST_TIMEOUT: &str = "x-portkey-request-timeout";
+const AZURE_RESOURCE: &str = "x-portkey-azure-resource-name";
+const AZURE_DEPLOYMENT: &str = "x-portkey-azure-deployment-id";
+const AZURE_API_VERSION: &str = "x-portkey-azure-api-version";
+const AWS_REGION: &str = "x-portkey-aws-region";
+const AWS_ACCESS_KEY_ID: &str = "x-portkey-aws-access-key-id";
+
+/// Longest `x-portkey-request-timeout` accepted: one hour.
+const MAX_REQUEST_TIMEOUT_MS: u64 = 3_600_000;
+
+/// A header as text; a value that is not visible ASCII is a client error, not a panic.
+pub(super) fn header<'a>(
+    h: &'a HeaderMap,
+    name: &'static str,
+) -> Result<Option<&'a str>, RouteError> {
+    match h.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|s| Some(s.trim()))
+            .map_err(|_| bad(name, "is not valid ASCII text")),
+    }
+}
+
+/// A field from its header, else from the config JSON.
+pub(super) fn field<'a>(
+    h: &'a HeaderMap,
+    name: &'static str,
+    from_config: Option<&'a str>,
+) -> Result<Option<&'a str>, RouteError> {
+    Ok(header(h, name)?.or(from_config).filter(|v| !v.is_empty()))
+}
+
+/// What a `/v1/{op}` request asks for, read from its Portkey headers once.
+#[derive(Debug)]
+pub struct PortkeyRequest<'r> {
+    op: &'r str,
+    query: Option<&'r str>,
+    /// The `x-portkey-config` JSON's first leaf target (empty without the header).
+    cfg: PortkeyConfig,
+}
+
+/// A request as routing read it, before auth decides on its virtual key. Lives on the stack of
+/// one request: boxing the large variant would cost an allocation per request.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Parsed<'r> {
+    /// Configured route number `i`.
+    FrontDoor(usize),
+    Portkey(PortkeyRequest<'r>),
+}
+
+impl Parsed<'_> {
+    /// The virtual key the request names (`x-portkey-virtual-key`, else the config JSON's
+    /// `virtual_key`), for auth to check; front-door routes name none.
+    pub fn virtual_key<'a>(&'a self, h: &'a HeaderMap) -> Result<Option<&'a str>, RouteError> {
+        match self {
+            Parsed::FrontDoor(_) => Ok(None),
+            Parsed::Portkey(p) => field(h, VIRTUAL_KEY, p.cfg.virtual_key.as_deref()),
+        }
+    }
+}
+
+pub(super) fn parse<'r>(
+    op: &'r str,
+    query: Option<&'r str>,
+    h: &HeaderMap,
+) -> Result<Parsed<'r>, RouteError> {
+    let cfg = match header(h, CONFIG)? {
+        Some(raw) => PortkeyConfig::parse(raw)
+            .map_err(|problem| RouteError::BadHeader {
+                header: "x-portkey-config",
+                problem,
+            })?
+            .first_target(),
+        None => PortkeyConfig::default(),
+    };
+    Ok(Parsed::Portkey(PortkeyRequest { op, query, cfg }))
+}
+
+pub(super) fn plan(
+    router: &Router,
+    req: PortkeyRequest<'_>,
+    h: &HeaderMap,
+    access: Access<'_>,
+) -> Result<Plan, RouteError> {
+    let PortkeyRequest { op, query, mut cfg } = req;
+    let vk = match access.virtual_key {
+        None => None,
+        Some(id) => Some((
+            id,
+            router.virtual_keys.get(id).ok_or(RouteError::Internal(
+                "an authorized virtual key has no route",
+            ))?,
+        )),
+    };
+    if let Some((_, v)) = &vk {
+        // The virtual key's Azure fields fill in what the request leaves open.
+        cfg.resource_name = cfg.resource_name.take().or(v.resource_name.clone());
+        cfg.deployment_id = cfg.deployment_id.take().or(v.deployment_id.clone());
+        cfg.api_version = cfg.api_version.take().or(v.api_version.clone());
+    }
+    let provider = match &vk {
+        Some((_, v)) => v.provider,
+        None => provider_of(h, &cfg)?,
+    };
+    if provider == Provider::Bedrock && header(h, AWS_ACCESS_KEY_ID)?.is_some() {
+        return Err(RouteError::Unsupported {
+            header: "x-portkey-aws-access-key-id",
+            what: "SigV4 for Bedrock's native API is not supported yet; send a Bedrock API key",
+        });
+    }
+    let pr = &router.providers[provider.index()];
+
+    let custom = field(h, CUSTOM_HOST, cfg.custom_host.as_deref())?;
+    let custom_base = custom.map(|raw| custom_base(router, raw)).transpose()?;
+    let check_resolved_ips = custom_base.as_ref().is_some_and(|(_, check)| *check);
+    let base = custom_base.as_ref().map_or(&pr.base, |(b, _)| b);
+
+    let (host, host_header) = concrete_host(provider, base, pr, custom_base.is_some(), h, &cfg)?;
+    let path = upstream_path(provider, base, pr, op, query, h, &cfg)?;
+    let (auth, secret) = match (&vk, access.enforced) {
+        (Some((_, v)), _) => (v.auth.clone(), v.secret.clone()),
+        // Enforced posture without a virtual key: the caller's headers hold a gateway
+        // credential, never a provider key, so only the config's provider key can serve.
+        (None, true) => configured_key_auth(provider, pr, op)?,
+        (None, false) => upstream_auth(router, provider, pr, op, &host, h, &cfg)?,
+    };
+    let read_timeout = request_timeout(h, cfg.request_timeout)?;
+    Ok(Plan {
+        provider,
+        route: RouteId::PORTKEY,
+        tls: base.tls,
+        host,
+        port: base.port,
+        host_header,
+        path,
+        add_anthropic_version: provider == Provider::Anthropic
+            && match &auth {
+                Some(UpstreamAuth::Static(a)) => a.name == X_API_KEY,
+                Some(UpstreamAuth::Secret(s)) => s.name == X_API_KEY,
+                _ => false,
+            },
+        auth,
+        check_resolved_ips,
+        read_timeout,
+        virtual_key: vk.map(|(id, _)| Arc::from(id)),
+        secret,
+    })
+}
+
+/// The provider key from the config file: in the enforced posture the caller's own headers carry a
+/// gateway credential, never a provider key.
+fn configured_key_auth(
+    provider: Provider,
+    pr: &ProviderRoute,
+    op: &str,
+) -> Result<(Option<UpstreamAuth>, Option<Arc<Entry>>), RouteError> {
+    if provider.auth_style() == AuthStyle::None {
+        return Ok((None, None));
+    }
+    let native = !op.starts_with("chat/completions");
+    if let Some(m) = &pr.mapped_key {
+        let auth = if native { &m.native } else { &m.compat };
+        return Ok((Some(auth.clone()), Some(m.entry.clone())));
+    }
+    let key = pr
+        .default_key
+        .as_ref()
+        .ok_or(RouteError::MissingKey(provider))?;
+    auth_for(provider, key.expose(), native)
+        .map(|a| (a.map(UpstreamAuth::Static), None))
+        .map_err(|_| RouteError::MissingKey(provider))
+}
+
+fn provider_of(h: &HeaderMap, cfg: &PortkeyConfig) -> Result<Provider, RouteError> {
+    let (slug, from) = match header(h, PROVIDER)?.filter(|s| !s.is_empty()) {
+        Some(s) => (s, "x-portkey-provider"),
+        None => match cfg.provider.as_deref() {
+            Some(s) => (s, "x-portkey-config"),
+            None => return Err(RouteError::MissingProvider),
+        },
+    };
+    Provider::from_slug(slug).ok_or_else(|| RouteError::InvalidProvider {
+        header: from,
+        slug: slug.chars().take(64).collect(),
+    })
+}
+
+/// Parses a caller's custom host; the bool says whether its resolved addresses need checking.
+fn custom_base(router: &Router, raw: &str) -> Result<(BaseUrl, bool), RouteError> {
+    let base = BaseUrl::parse(raw).map_err(RouteError::ForbiddenCustomHost)?;
+    if base.has_placeholder() {
+        return Err(RouteError::ForbiddenCustomHost(
+            "must name a concrete host".into(),
+        ));
+    }
+    if router.trusted.allows(&base.host, base.port) {
+        return Ok((base, false));
+    }
+    if name_is_forbidden(&base.host) {
+        return Err(RouteError::ForbiddenCustomHost(
+            "loopback, private, link-local and metadata hosts are not allowed unless listed in TRUSTED_CUSTOM_HOSTS".into(),
+        ));
+    }
+    Ok((base, true))
+}
+
+pub(super) fn bad(header: &'static str, problem: &str) -> RouteError {
+    RouteError::BadHeader {
+        header,
+        problem: problem.into(),
+    }
+}
+
+fn upstream_auth(
+    router: &Router,
+    provider: Provider,
+    pr: &ProviderRoute,
+    op: &str,
+    host: &str,
+    h: &HeaderMap,
+    cfg: &PortkeyConfig,
+) -> Result<(Option<UpstreamAuth>, Option<Arc<Entry>>), RouteError> {
+    let style = provider.auth_style();
+    if style == AuthStyle::None {
+        return Ok((None, None));
+    }
+    let native = !op.starts_with("chat/completions");
+    if provider.is_azure() {
+        if let Some(auth) = azure::azure_auth(&router.headers, host, h, cfg)? {
+            return Ok((Some(auth), None));
+        }
+    }
+    let client_key = match cfg.api_key.as_deref().filter(|k| !k.is_empty()) {
+        Some(k) => Some(("x-portkey-config", k)),
+        None => client_key(h, style)?,
+    };
+    match client_key {
+        Some((from, key)) => auth_for(provider, key, native)
+            .map(|a| (a.map(UpstreamAuth::Static), None))
+            .map_err(|_| bad(from, "has characters not allowed in a header")),
+        None => configured_key_auth(provider, pr, op),
+    }
+}
+
+/// The provider key a client sent: `x-portkey-api-key` wins over `Authorization: Bearer` (the
+/// Portkey SDK sends a placeholder Bearer beside the real key), then the provider's own header.
+fn client_key(h: &HeaderMap, style: AuthStyle) -> Result<Option<(&'static str, &str)>, RouteError> {
+    if let Some(k) = header(h, PORTKEY_API_KEY)?.filter(|k| !k.is_empty()) {
+        return Ok(Some(("x-portkey-api-key", k)));
+    }
+    if let Some(v) = header(h, "authorization")? {
+        if let Some(k) = strip_bearer(v).filter(|k| !k.is_empty()) {
+            return Ok(Some(("authorization", k)));
+        }
+    }
+    let native = match style {
+        AuthStyle::AzureApiKey => Some("api-key"),
+        AuthStyle::Anthropic => Some("x-api-key"),
+        _ => None,
+    };
+    if let Some(name) = native {
+        if let Some(k) = header(h, name)?.filter(|k| !k.is_empty()) {
+            return Ok(Some((name, k)));
+        }
+    }
+    Ok(None)
+}
+
+fn request_timeout(
+    h: &HeaderMap,
+    from_config: Option<u64>,
+) -> Result<Option<Duration>, RouteError> {
+    let ms = match header(h, REQUEST_TIMEOUT)? {
+        Some(raw) => Some(raw.parse::<u64>().map_err(|_| {
+            bad(
+                "x-portkey-request-timeout",
+                "must be a whole number of milliseconds",
+            )
+        })?),
+        None => from_config,
+    };
+    match ms {
+        None => Ok(None),
+        Some(0) => Err(bad("x-portkey-request-timeout", "must be greater than 0")),
+        Some(ms) if ms > MAX_REQUEST_TIMEOUT_MS => Err(bad(
+            "x-portkey-request-timeout",
+            "must be at most 3600000 (one hour)",
+        )),
+        Some(ms) => Ok(Some(Duration::from_millis(ms))),
+    }
+}
