@@ -26,8 +26,11 @@
 #          keyway_key:   an Azure front-door route, static api-key
 #          keyway_entra: the same route, Entra token from a fake Entra (nginx) via the token cache
 #          keyway_secret: the same route, api-key from a fake Vault (nginx) via the secret cache
+#          base, base_key: `keyway` and `keyway_key` run by BASELINE_BIN (another build, e.g. the
+#                        previous commit), for an A/B of two builds in the same rounds
 #        KEYWAY_BIN=...  (default ${CARGO_TARGET_DIR:-~/.cache/keyway/target}/dist/keyway,
 #                         rebuilt with `cargo build --profile dist` unless NO_BUILD=1)
+#        BASELINE_BIN=... (the binary of the base targets)
 #        KEYWAY_RUST_LOG=warn  OUT=loadtest/results/latest.md  NGINX_BIN=nginx
 #
 # Adding a keyway variant (e.g. gateway key, JWT): write a config template
@@ -66,6 +69,8 @@ declare -A T_HDRS=()   # name -> extra request headers, one per line
 declare -A T_LOG=()    # name -> log file to show when something fails
 declare -A RSS_IDLE=() # keyway target -> idle VmRSS (KiB)
 declare -A RSS_MAX=()  # keyway target -> max VmRSS seen under load (KiB)
+
+declare -A T_BIN=()    # keyway target -> binary, when not KEYWAY_BIN
 
 STOP_LIST=()   # "pid:signal" for every process we started, in start order
 USED_PORTS=" "
@@ -272,9 +277,10 @@ start_keyway() {
     cfg=$dir/keyway.toml
     render "$tmpl" "$cfg" LISTEN_PORT="$listen" METRICS_PORT="$metrics" \
         UPSTREAM_PORT="$UPSTREAM_PORT" API_KEY="$API_KEY" GATEWAY_KEY_HASH="sha256:$(printf '%s' "$GATEWAY_KEY" | sha256sum | cut -d' ' -f1)"
-    "$KEYWAY_BIN" --check-config --config "$cfg" >"$dir/check.log" 2>&1 ||
+    local bin=${T_BIN[$name]:-$KEYWAY_BIN}
+    "$bin" --check-config --config "$cfg" >"$dir/check.log" 2>&1 ||
         { show_log "$dir/check.log"; die "keyway rejected $cfg"; }
-    RUST_LOG=$KEYWAY_RUST_LOG "$KEYWAY_BIN" --config "$cfg" --threads 1 \
+    RUST_LOG=$KEYWAY_RUST_LOG "$bin" --config "$cfg" --threads 1 \
         --listen "127.0.0.1:$listen" --metrics-listen "127.0.0.1:$metrics" \
         </dev/null >"$dir/keyway.log" 2>&1 &
     pid=$!
@@ -349,6 +355,21 @@ setup_target_keyway_entra() {
 # The same route with its api-key mapped from a Vault KV v2 secret (fake Vault in the nginx).
 setup_target_keyway_secret() {
     start_keyway keyway_secret "$HERE/keyway-secret.toml.in" "$AZURE_PATH"
+}
+
+# The same two variants run by another build (BASELINE_BIN): an A/B of two commits.
+baseline_bin() {
+    [[ -n ${BASELINE_BIN:-} && -x $BASELINE_BIN ]] || die "targets base and base_key need BASELINE_BIN (an executable)"
+}
+setup_target_base() {
+    baseline_bin
+    T_BIN[base]=$BASELINE_BIN
+    start_keyway base "$HERE/keyway.toml.in" /v1/chat/completions "x-portkey-provider: openai"
+}
+setup_target_base_key() {
+    baseline_bin
+    T_BIN[base_key]=$BASELINE_BIN
+    start_keyway base_key "$HERE/keyway-route-key.toml.in" "$AZURE_PATH"
 }
 
 # --- measuring ---------------------------------------------------------------
@@ -542,6 +563,15 @@ report() {
             'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
         echo "- $t/keyway ratio of req/s (enforced posture vs open): $ratio"
     done
+    for pair in "keyway base" "keyway_key base_key"; do
+        set -- $pair
+        [[ -n ${T_KIND[$1]:-} && -n ${T_KIND[$2]:-} ]] || continue
+        ratio=$(awk -v a="$(median "$1" 3)" -v b="$(median "$2" 3)" \
+            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
+        cpu=$(awk -v a="$(median "$1" 9)" -v b="$(median "$2" 9)" \
+            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
+        echo "- $1/$2 (this build / BASELINE_BIN): $ratio req/s, $cpu req per proxy CPU-s"
+    done
     if [[ -n ${T_KIND[keyway_entra]:-} && -n ${T_KIND[keyway_key]:-} ]]; then
         ratio=$(awk -v a="$(median keyway_entra 3)" -v b="$(median keyway_key 3)" \
             'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
@@ -613,6 +643,9 @@ environment() {
     echo "- nginx: $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')"
     if [[ -n ${KEYWAY_RESOLVED:-} ]]; then
         echo "- keyway: $KEYWAY_BIN (built $(date -u -r "$KEYWAY_BIN" '+%Y-%m-%d %H:%M UTC'), repo at $rev), RUST_LOG=$KEYWAY_RUST_LOG"
+        if [[ -n ${BASELINE_BIN:-} ]]; then
+            echo "- baseline (targets base, base_key): $BASELINE_BIN (built $(date -u -r "$BASELINE_BIN" '+%Y-%m-%d %H:%M UTC'))"
+        fi
     fi
     echo "- run: targets \"$TARGETS\", phases \"$PHASES\", wrk -t1 -c$CONNECTIONS, ${WARMUP} s flat-out warm-up per target, ~$(grep -o "wrk.body = '[^']*'" "$LUA" | sed "s/^wrk.body = '//; s/'\$//" | wc -c) B request body, CLK_TCK $CLK_TCK"
     if [[ -n $RUN_THROUGHPUT ]]; then
