@@ -15,4 +15,5 @@ pub mod reload;
 pub mod routing;
 pub mod runtime;
 pub mod secret;
+pub mod store;
 pub mod vocab;

@@ -26,7 +26,9 @@ venv_works() {
     return $rc
 }
 
-want=(cmake pkg-config libssl-dev perl make gcc nginx-light wrk)
+# postgresql (Debian's PostgreSQL 15): the throwaway database servers of the end-to-end tests
+# (tests/common/postgres.rs), each on its own port and temporary directory.
+want=(cmake pkg-config libssl-dev perl make gcc nginx-light wrk postgresql)
 if [ -x "$venv/bin/python" ]; then
     : # an existing venv proves venv support
 elif ! venv_works; then
@@ -43,8 +45,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     command -v apt-get >/dev/null || die "apt-get not found; install manually: ${missing[*]}"
     say "installing ${missing[*]}"
-    # Keep the package scripts from starting a system nginx: the tests run
-    # their own instances on ephemeral ports.
+    # Keep the package scripts from starting a system nginx or PostgreSQL (Debian's
+    # `main` cluster on 5432): the tests run their own instances on ephemeral ports.
     prc=/usr/sbin/policy-rc.d
     if [ -e "$prc" ]; then
         $SUDO mv "$prc" "$prc.keyway-saved"
@@ -69,6 +71,8 @@ fi
 
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || die "nginx binary not found after install"
 command -v wrk >/dev/null || die "wrk not found after install"
+pg_bin=/usr/lib/postgresql/15/bin
+[ -x "$pg_bin/initdb" ] || die "$pg_bin/initdb not found after install: the tests need PostgreSQL 15 (Debian's postgresql package)"
 
 [ -f "$reqs" ] || die "missing $reqs"
 # The stamp covers the interpreter too, so a Python upgrade rebuilds the venv.
