@@ -1,5 +1,6 @@
-//! Wiring: config → warm caches and metrics → the first runtime → the refresher, the reloader,
-//! the proxy and the admin listener → a Pingora `Server` ready to run.
+//! Wiring: config → warm caches and metrics → the first runtime → the refresher, the reloader
+//! (which follows the file and the store), the proxy, the metrics listener and the admin API's
+//! listener → a Pingora `Server` ready to run.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,15 +10,17 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::listening::Service;
 
-use crate::admin::AdminApp;
 use crate::cache::renewal::Timing;
-use crate::config::Config;
+use crate::config::{Config, FileConfig};
+use crate::control::ControlPlane;
 use crate::env::Env;
 use crate::metrics::Metrics;
+use crate::proxy::admin_api::AdminApi;
+use crate::proxy::health::HealthApp;
 use crate::proxy::Gateway;
 use crate::refresh::readiness::Readiness;
 use crate::refresh::Refresher;
-use crate::reload::{Overrides, ReloadService, Reloader};
+use crate::reload::{Origin, Overrides, ReloadService, Reloader};
 use crate::runtime::{self, Warm};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,10 +31,11 @@ pub enum BuildError {
     Metrics(#[from] pingora_prometheus::prometheus::Error),
 }
 
-/// What keyway starts from: the validated configuration, its text, where it came from (for
-/// reloads) and the command line's overrides.
+/// What keyway starts from: the validated configuration, the file it was validated from and its
+/// text, where it came from (for reloads) and the command line's overrides.
 pub struct Launch {
     pub config: Config,
+    pub file: FileConfig,
     pub text: String,
     pub path: Option<PathBuf>,
     pub env: Env,
@@ -44,12 +48,13 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
     let metrics = Arc::new(Metrics::new(
         pingora_prometheus::prometheus::default_registry(),
     )?);
-    let warm = Arc::new(Warm::new(config, metrics, Timing::system()));
-    let rt = Arc::new(runtime::build(
-        config,
-        runtime::digest_of(&launch.text),
-        &warm,
-    )?);
+    let warm = Arc::new(Warm::new(config, metrics.clone(), Timing::system()));
+    let file_digest = runtime::digest_of(&launch.text);
+    // The file's objects serve at once; the store's join when the reloader has loaded them
+    // (until then the instance is not ready, and `/readyz` says why).
+    let mut first = runtime::build(config, file_digest.clone(), &warm)?;
+    first.awaits_store = config.store.is_some();
+    let rt = Arc::new(first);
     rt.activate(&warm, None);
     let runtime = Arc::new(ArcSwap::new(rt));
     let ready = Arc::new(Readiness::default());
@@ -74,30 +79,53 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
         "refresher",
         refresher,
     ));
-    let reloader = Arc::new(Reloader::new(
-        launch.path.clone(),
-        launch.env.clone(),
-        launch.overrides.clone(),
-        config,
-        runtime.clone(),
-        warm.clone(),
-    ));
+    let origin = Origin {
+        path: launch.path.clone(),
+        env: launch.env.clone(),
+        overrides: launch.overrides.clone(),
+        file: launch.file.clone(),
+        file_digest,
+    };
+    let reloader = Arc::new(Reloader::new(origin, config, runtime.clone(), warm.clone()));
     server.add_service(pingora::services::background::background_service(
         "reloader",
-        ReloadService { reloader },
+        ReloadService {
+            reloader: reloader.clone(),
+        },
     ));
 
-    let gateway = Gateway { runtime, warm };
+    // The admin API exists with a store (it is where its objects live).
+    let control = config.store.as_ref().map(|_| {
+        Arc::new(ControlPlane {
+            runtime: runtime.clone(),
+            reloader,
+            metrics,
+        })
+    });
+    let gateway = Gateway {
+        runtime,
+        warm,
+        admin: control.clone().filter(|_| config.admin.on_proxy_listener),
+    };
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.listen);
     let proxy = server.add_service(proxy);
     proxy.add_dependency(&refresher);
 
-    let mut admin = Service::new(
-        "admin".to_owned(),
-        pingora::apps::http_app::HttpServer::new_app(AdminApp { ready }),
+    let mut health = Service::new(
+        "metrics".to_owned(),
+        pingora::apps::http_app::HttpServer::new_app(HealthApp { ready }),
     );
-    admin.add_tcp(&config.metrics_listen);
-    server.add_service(admin);
+    health.add_tcp(&config.metrics_listen);
+    server.add_service(health);
+
+    if let Some(control) = control {
+        let mut admin = Service::new(
+            "admin API".to_owned(),
+            pingora::apps::http_app::HttpServer::new_app(AdminApi { control }),
+        );
+        admin.add_tcp(&config.admin.listen);
+        server.add_service(admin);
+    }
     Ok(server)
 }

@@ -172,6 +172,7 @@ impl From<&RouteError> for ErrorResponse {
         let status = match e {
             RouteError::NoRoute => 404,
             RouteError::MissingKey(_) => 401,
+            RouteError::ConfigForbidden => 403,
             RouteError::TokenCacheFull => 503,
             RouteError::Internal(_) => 500,
             _ => 400,

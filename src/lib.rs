@@ -1,10 +1,10 @@
 //! keyway: a high-throughput gateway for LLM APIs on Pingora. See README.md.
 
-pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod control;
 pub mod credentials;
 pub mod env;
 pub mod error;

@@ -19,6 +19,9 @@ struct Cli {
     /// Metrics/health listen address [default: 127.0.0.1:9787, or the config's `metrics_listen`]
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+    /// Admin API listen address [default: 127.0.0.1:8788, or the config's `[admin] listen`]
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
     /// TOML config file (see conf/ for examples); without one keyway runs as an open gateway
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -43,9 +46,10 @@ enum Command {
 enum KeysCommand {
     /// Make a new gateway API key: prints the key once and the [[api_keys]] block to paste
     New {
-        /// Workspace slug (a [workspaces.<slug>] of the config)
+        /// Workspace slug (a [workspaces.<slug>] of the config); without it, an organisation
+        /// key: it manages every workspace over the admin API and carries no traffic
         #[arg(long, value_parser = parse_slug)]
-        workspace: String,
+        workspace: Option<String>,
         /// owner, admin or member
         #[arg(long, value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<Role>()))]
         role: Role,
@@ -64,10 +68,11 @@ fn parse_slug(s: &str) -> Result<String, String> {
 }
 
 /// `keyway keys new`: the key goes to stdout once; keyway itself keeps only the hash.
-fn keys_new(workspace: &str, role: Role, name: Option<String>) -> ExitCode {
+fn keys_new(workspace: Option<&str>, role: Role, name: Option<String>) -> ExitCode {
     let name = name.unwrap_or_else(|| {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        format!("{workspace}-{role}-{}", now.map_or(0, |d| d.as_secs()))
+        let scope = workspace.unwrap_or("organisation");
+        format!("{scope}-{role}-{}", now.map_or(0, |d| d.as_secs()))
     });
     if name.trim().is_empty() {
         eprintln!("keyway: --name must be non-empty");
@@ -78,12 +83,14 @@ fn keys_new(workspace: &str, role: Role, name: Option<String>) -> ExitCode {
     println!("New gateway API key (shown only now; keyway stores only its hash):\n\n    {key}\n");
     println!("Add to the config file:\n");
     println!(
-        "[[api_keys]]\nname = {}\nhash = {}\nworkspace = {}\nrole = {}",
+        "[[api_keys]]\nname = {}\nhash = {}",
         quote(&name),
-        quote(&hash),
-        quote(workspace),
-        quote(role.as_str())
+        quote(&hash)
     );
+    if let Some(w) = workspace {
+        println!("workspace = {}", quote(w));
+    }
+    println!("role = {}", quote(role.as_str()));
     ExitCode::SUCCESS
 }
 
@@ -95,7 +102,7 @@ fn main() -> ExitCode {
         name,
     })) = cli.command
     {
-        return keys_new(&workspace, role, name);
+        return keys_new(workspace.as_deref(), role, name);
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
 
@@ -104,12 +111,14 @@ fn main() -> ExitCode {
         listen: cli.listen,
         metrics_listen: cli.metrics_listen,
         threads: cli.threads,
+        admin_listen: cli.admin_listen,
     };
-    let loaded = config::load_with_text(cli.config.as_deref(), &env).and_then(|(mut c, text)| {
+    let loaded = config::parse(cli.config.as_deref()).and_then(|(file, text)| {
+        let (mut c, _) = config::validate_merged(&file, Default::default(), &env)?;
         overrides.apply(&mut c)?;
-        Ok((c, text))
+        Ok((c, file, text))
     });
-    let (cfg, text) = match loaded {
+    let (cfg, file, text) = match loaded {
         Ok(v) => v,
         Err(e) => {
             eprintln!("keyway: {e}");
@@ -143,6 +152,7 @@ fn main() -> ExitCode {
         (cfg.listen.clone(), cfg.metrics_listen.clone(), cfg.threads);
     let server = match app::build(app::Launch {
         config: cfg,
+        file,
         text,
         path: cli.config,
         env,

@@ -60,8 +60,28 @@ fn bad_role_or_workspace_exits_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// Needs `[workspaces]` / `[[api_keys]]` in `FileConfig` (the lead's integration): remove the
-/// `ignore` then.
+/// Without `--workspace`: an organisation key (the first owner of the admin API), whose block
+/// has no workspace and is valid as pasted.
+#[test]
+fn an_organisation_owner_key_has_no_workspace() {
+    let (_, block) = new_key(&["--role", "owner", "--name", "ops"]);
+    let doc: toml::Table = toml::from_str(&block).unwrap();
+    let entry = &doc["api_keys"].as_array().unwrap()[0];
+    assert!(entry.get("workspace").is_none(), "{block}");
+    assert_eq!(entry["role"].as_str(), Some("owner"));
+    let (_, block) = new_key(&["--role", "admin"]);
+    assert!(block.contains("name = \"organisation-admin-"), "{block}");
+    let file = std::env::temp_dir().join(format!("keyway-org-key-{}.toml", std::process::id()));
+    std::fs::write(&file, format!("[auth]\nmode = \"enforced\"\n{block}")).unwrap();
+    let out = keyway(&["--config", file.to_str().unwrap(), "--check-config"]);
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn check_config_accepts_the_pasted_block() {
     let (_, block) = new_key(&["--workspace", "team-a", "--role", "member", "--name", "ci"]);

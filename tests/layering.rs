@@ -1,7 +1,8 @@
 //! The arrows point one way: a module imports only the layers below it (STYLE.md: proxy → auth,
-//! routing → cache → credentials; the runtime builder above them all, the shared vocabulary at
-//! the bottom), and Pingora is used only where requests meet the server. Read from the sources
-//! themselves (test code left out), so a change that adds an upward import fails here.
+//! routing → cache → credentials; the runtime builder above them all; the reloader and the
+//! control plane above the runtime; the store and the shared vocabulary at the bottom), and
+//! Pingora is used only where requests meet the server. Read from the sources themselves (test
+//! code left out), so a change that adds an upward import fails here.
 
 use std::path::{Path, PathBuf};
 
@@ -12,70 +13,96 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         &[
             "env",
             "secret",
+            "store",
             "credentials",
             "metrics",
             "cache",
             "routing",
             "auth",
             "config",
+            "control",
             "runtime",
             "proxy",
             "refresh",
             "reload",
             "app",
-            "admin",
+            "error",
+        ],
+    ),
+    (
+        "store",
+        &[
+            "env",
+            "secret",
+            "credentials",
+            "metrics",
+            "cache",
+            "routing",
+            "auth",
+            "config",
+            "control",
+            "runtime",
+            "proxy",
+            "refresh",
+            "reload",
+            "app",
             "error",
         ],
     ),
     (
         "credentials",
         &[
-            "metrics", "cache", "routing", "auth", "config", "runtime", "proxy", "refresh",
-            "reload", "app", "admin", "error",
+            "store", "metrics", "cache", "routing", "auth", "config", "control", "runtime",
+            "proxy", "refresh", "reload", "app", "error",
         ],
     ),
     (
         "metrics",
         &[
-            "cache", "routing", "auth", "config", "runtime", "proxy", "refresh", "reload", "app",
-            "admin", "error",
+            "store", "cache", "routing", "auth", "config", "control", "runtime", "proxy",
+            "refresh", "reload", "app", "error",
         ],
     ),
     (
         "cache",
         &[
-            "routing", "auth", "config", "runtime", "proxy", "refresh", "reload", "app", "admin",
-            "error",
+            "store", "routing", "auth", "config", "control", "runtime", "proxy", "refresh",
+            "reload", "app", "error",
         ],
     ),
     (
         "routing",
         &[
-            "auth", "config", "runtime", "proxy", "refresh", "reload", "app", "admin", "error",
+            "store", "auth", "config", "control", "runtime", "proxy", "refresh", "reload", "app",
+            "error",
         ],
     ),
     (
         "auth",
         &[
-            "routing", "config", "runtime", "proxy", "refresh", "reload", "app", "admin", "error",
+            "store", "routing", "config", "control", "runtime", "proxy", "refresh", "reload",
+            "app", "error",
         ],
     ),
     (
         "config",
         &[
-            "runtime", "proxy", "refresh", "reload", "app", "admin", "error",
+            "control", "runtime", "proxy", "refresh", "reload", "app", "error",
         ],
     ),
-    ("runtime", &["proxy", "refresh", "reload", "app", "admin"]),
-    ("refresh", &["proxy", "reload", "app"]),
-    ("reload", &["proxy", "refresh", "app"]),
+    (
+        "runtime",
+        &["store", "control", "proxy", "refresh", "reload", "app"],
+    ),
+    ("refresh", &["control", "proxy", "reload", "app"]),
+    ("reload", &["control", "proxy", "refresh", "app"]),
+    ("control", &["proxy", "refresh", "app"]),
 ];
 
 /// Where Pingora (the server framework) may appear.
 const PINGORA_ALLOWED: &[&str] = &[
     "proxy",
     "app.rs",
-    "admin.rs",
     "error.rs",
     "refresh/mod.rs",
     "reload/watch.rs",

@@ -115,9 +115,9 @@ impl Authenticator {
             || grant
                 .virtual_key
                 .is_some_and(|v| v.allowed_models.is_some())
-            || self
-                .workspaces
-                .get(&c.workspace)
+            || c.workspace
+                .as_deref()
+                .and_then(|w| self.workspaces.get(w))
                 .is_some_and(|w| w.allowed_models.is_some())
     }
 
@@ -151,6 +151,12 @@ impl Authenticator {
         if !self.enforced() {
             return Ok(None);
         }
+        self.identify(headers, now).await.map(Some)
+    }
+
+    /// Who presents these headers, whatever the posture (the admin API always asks): a JWT
+    /// accepted by a validator, or a gateway key.
+    pub async fn identify(&self, headers: &HeaderMap, now: SystemTime) -> Result<Caller, Refusal> {
         let mut presented = self
             .jwt
             .iter()
@@ -170,15 +176,13 @@ impl Authenticator {
                 }
             }
             .map_err(|e| Refusal::new(AuthMethod::Jwt, e))?;
-            return caller_from_claims(claims)
-                .map(Some)
-                .map_err(|e| Refusal::new(AuthMethod::Jwt, e));
+            return caller_from_claims(claims).map_err(|e| Refusal::new(AuthMethod::Jwt, e));
         }
         match presented_key(headers) {
             Some(key) => self
                 .keys
                 .authenticate(key, now)
-                .map(|m| Some(m.caller))
+                .map(|m| m.caller)
                 .map_err(|e| Refusal::new(AuthMethod::ApiKey, e)),
             None => Err(Refusal {
                 method: None,
@@ -241,7 +245,7 @@ fn caller_from_claims(c: Arc<ValidatedClaims>) -> Result<Caller, AuthError> {
         .and_then(|r| r.parse::<Role>().ok())
         .unwrap_or(Role::Member);
     Ok(Caller {
-        workspace: Arc::from(workspace),
+        workspace: Some(Arc::from(workspace)),
         role,
         method: AuthMethod::Jwt,
         allowed_providers: None,

@@ -24,7 +24,8 @@ pub const HASH_PREFIX: &str = "sha256:";
 pub struct ApiKeyEntry {
     pub name: Arc<str>,
     pub digest: [u8; 32],
-    pub workspace: Arc<str>,
+    /// `None`: an organisation-level key.
+    pub workspace: Option<Arc<str>>,
     pub role: Role,
     /// The key is refused from this instant on.
     pub expires_at: Option<SystemTime>,
@@ -90,7 +91,8 @@ impl ApiKeyStore {
                 allowed_providers: entry.allowed_providers.clone(),
                 allowed_models: entry.allowed_models.clone(),
                 virtual_key: entry.virtual_key.clone(),
-                subject: None,
+                // The key's name (never the key): who did what, in logs and the audit log.
+                subject: Some(entry.name.clone()),
             },
         })
     }
@@ -161,7 +163,7 @@ mod tests {
         ApiKeyEntry {
             name: "ci".into(),
             digest: digest(key),
-            workspace: "team-a".into(),
+            workspace: Some("team-a".into()),
             role: Role::Member,
             expires_at: None,
             revoked: false,
@@ -201,7 +203,7 @@ mod tests {
         let store = ApiKeyStore::new([entry("kw-good")]);
         let m = store.authenticate("kw-good", SystemTime::now()).unwrap();
         assert_eq!(&*m.name, "ci");
-        assert_eq!(&*m.caller.workspace, "team-a");
+        assert_eq!(m.caller.workspace.as_deref(), Some("team-a"));
         assert_eq!(m.caller.method, AuthMethod::ApiKey);
         assert_eq!(m.caller.virtual_key.as_deref(), Some("vk1"));
         assert_eq!(

@@ -78,7 +78,9 @@ impl fmt::Display for Role {
 /// An authenticated caller. Every field is an `Arc`, so cloning one per request is cheap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    pub workspace: Arc<str>,
+    /// The workspace the caller acts in; `None`: an organisation-level key, which manages
+    /// keyway (the admin API) but sends no requests upstream.
+    pub workspace: Option<Arc<str>>,
     pub role: Role,
     pub method: AuthMethod,
     /// Canonical provider slugs this caller may use; `None`: no restriction of its own.
@@ -87,7 +89,8 @@ pub struct Caller {
     pub allowed_models: Option<Arc<[String]>>,
     /// The virtual key a gateway key is bound to; requests then use it without a header.
     pub virtual_key: Option<Arc<str>>,
-    /// JWT `sub`, for logs only: never a metric label, never in a response.
+    /// JWT `sub`, or the gateway key's name: for logs and the audit log only, never a metric
+    /// label, never in a proxied response.
     pub subject: Option<Arc<str>>,
 }
 

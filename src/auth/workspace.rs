@@ -46,13 +46,16 @@ impl Workspaces {
         provider_slug: &str,
         model: Option<&str>,
     ) -> Result<(), AuthError> {
-        let ws = self
-            .get(&caller.workspace)
-            .ok_or_else(|| AuthError::Forbidden {
-                what: format!("workspace {} is not configured", caller.workspace),
-            })?;
+        let Some(name) = caller.workspace.as_deref() else {
+            return Err(AuthError::Forbidden {
+                what: "organisation keys manage keyway; send requests with a workspace key".into(),
+            });
+        };
+        let ws = self.get(name).ok_or_else(|| AuthError::Forbidden {
+            what: format!("workspace {name} is not configured"),
+        })?;
         let provider = Provider::from_slug(provider_slug).map_or(provider_slug, |p| p.as_str());
-        let in_ws = || format!("in workspace {}", caller.workspace);
+        let in_ws = || format!("in workspace {name}");
         let for_caller = || format!("for this {}", caller_noun(caller.method));
         check("provider", provider, ws.allowed_providers.as_deref(), in_ws)?;
         check(
@@ -155,9 +158,12 @@ impl VirtualKeys {
         let vk = self.get(id).ok_or(AuthError::Invalid {
             reason: UNKNOWN_VIRTUAL_KEY,
         })?;
-        if vk.workspace != caller.workspace {
+        if caller.workspace.as_deref() != Some(&*vk.workspace) {
             return Err(AuthError::Forbidden {
-                what: format!("the virtual key is not in workspace {}", caller.workspace),
+                what: match &caller.workspace {
+                    Some(w) => format!("the virtual key is not in workspace {w}"),
+                    None => "organisation keys cannot use virtual keys".into(),
+                },
             });
         }
         match &caller.virtual_key {
@@ -175,7 +181,7 @@ impl VirtualKeys {
             reason: UNKNOWN_VIRTUAL_KEY,
         })?;
         Ok(Caller {
-            workspace: vk.workspace.clone(),
+            workspace: Some(vk.workspace.clone()),
             role: Role::Member,
             method: AuthMethod::VirtualKey,
             allowed_providers: Some(Arc::from(vec![vk.provider.as_str().to_owned()])),
@@ -196,7 +202,7 @@ mod tests {
 
     fn caller(ws: &str, providers: Option<Arc<[String]>>, models: Option<Arc<[String]>>) -> Caller {
         Caller {
-            workspace: ws.into(),
+            workspace: Some(ws.into()),
             role: Role::Member,
             method: AuthMethod::ApiKey,
             allowed_providers: providers,

@@ -310,19 +310,30 @@ fn api_key(
         return Err(invalid(format!("{path}.name"), "must be non-empty"));
     }
     let digest = parse_hash_line(&k.hash).map_err(|m| invalid(format!("{path}.hash"), m))?;
-    let workspace = known_workspace(format!("{path}.workspace"), &k.workspace, ws)?;
+    let workspace = match &k.workspace {
+        Some(w) => Some(known_workspace(format!("{path}.workspace"), w, ws)?),
+        None => None,
+    };
     let role = k.role.as_deref().unwrap_or("member").parse::<Role>();
     let role = role.map_err(|m| invalid(format!("{path}.role"), m))?;
     let allowed_providers =
         provider_list(format!("{path}.allowed_providers"), k.allowed_providers)?;
     let virtual_key = match k.virtual_key {
-        Some(id) => Some(bound_virtual_key(
-            path,
-            &id,
-            &workspace,
-            allowed_providers.as_deref(),
-            vks,
-        )?),
+        Some(id) => {
+            let Some(w) = &workspace else {
+                return Err(invalid(
+                    format!("{path}.virtual_key"),
+                    "an organisation key (no workspace) cannot be bound to a virtual key",
+                ));
+            };
+            Some(bound_virtual_key(
+                path,
+                &id,
+                w,
+                allowed_providers.as_deref(),
+                vks,
+            )?)
+        }
         None => None,
     };
     Ok(ApiKeyEntry {

@@ -2,11 +2,13 @@
 //! runtime types. Every error names the path in the file and what to do about it.
 
 pub mod auth;
+pub mod control;
 mod identity;
 pub mod jwt;
-mod schema;
+pub mod schema;
 mod secret_use;
 pub mod secrets;
+pub mod stored;
 mod upstreams;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,7 +20,7 @@ use crate::routing::custom_host::TrustedHosts;
 use crate::secret::Secret;
 use crate::vocab::Provider;
 pub use identity::{ClientSecretConfig, Identity, TokenCredential, WorkloadDefaults};
-use schema::FileConfig;
+pub use schema::FileConfig;
 use secrets::SecretsSettings;
 use upstreams::{validate_credentials, validate_providers, validate_routes, validate_timeouts};
 pub use upstreams::{Credential, ProviderSettings, Route, Timeouts};
@@ -72,6 +74,11 @@ pub struct Config {
     pub jwt: Vec<crate::auth::jwt::JwtSettings>,
     /// Secret references and the cache policy for their values.
     pub secrets: SecretsSettings,
+    /// Routing configs requests name by slug.
+    pub configs: BTreeMap<String, control::StoredConfig>,
+    /// The control plane's store; `None` when disabled.
+    pub store: Option<crate::store::StoreSettings>,
+    pub admin: control::AdminSettings,
 }
 
 /// Reads and validates a config file; `None` gives the defaults (a drop-in Portkey gateway).
@@ -90,6 +97,99 @@ pub fn load_with_text(path: Option<&Path>, env: &Env) -> Result<(Config, String)
         None => (FileConfig::default(), String::new()),
     };
     Ok((validate(file, env)?, text))
+}
+
+/// Parses a config file (or the empty configuration without one), returning its text too.
+pub fn parse(path: Option<&Path>) -> Result<(FileConfig, String), ConfigError> {
+    match path {
+        Some(p) => {
+            let text = read(p)?;
+            Ok((parse_str(&text, &p.display().to_string())?, text))
+        }
+        None => Ok((FileConfig::default(), String::new())),
+    }
+}
+
+/// Validates a parsed file together with objects from the control plane's store. Store objects
+/// whose name the file already uses are left out (the file's win; `skipped` names them).
+pub fn validate_merged(
+    file: &FileConfig,
+    extra: Sections,
+    env: &Env,
+) -> Result<(Config, Vec<String>), ConfigError> {
+    let mut f = file.clone();
+    let skipped = merge(&mut f, extra);
+    Ok((validate(f, env)?, skipped))
+}
+
+/// Objects the control plane's store adds to a file's, in the file's shapes.
+#[derive(Debug, Default, Clone)]
+pub struct Sections {
+    pub workspaces: BTreeMap<String, schema::auth::WorkspaceSection>,
+    pub api_keys: Vec<schema::auth::ApiKeySection>,
+    pub secret_references: Vec<schema::secrets::SecretReferenceSection>,
+    pub credentials: BTreeMap<String, schema::CredentialSection>,
+    pub virtual_keys: BTreeMap<String, schema::auth::VirtualKeySection>,
+    pub configs: BTreeMap<String, schema::ConfigSection>,
+}
+
+fn merge(f: &mut FileConfig, extra: Sections) -> Vec<String> {
+    let mut skipped = Vec::new();
+    fn add<V>(
+        into: &mut BTreeMap<String, V>,
+        from: BTreeMap<String, V>,
+        kind: &str,
+        skipped: &mut Vec<String>,
+    ) {
+        for (k, v) in from {
+            match into.contains_key(&k) {
+                true => skipped.push(format!("{kind} {k}")),
+                false => {
+                    into.insert(k, v);
+                }
+            }
+        }
+    }
+    add(
+        &mut f.workspaces,
+        extra.workspaces,
+        "workspace",
+        &mut skipped,
+    );
+    add(
+        &mut f.credentials,
+        extra.credentials,
+        "integration",
+        &mut skipped,
+    );
+    add(
+        &mut f.virtual_keys,
+        extra.virtual_keys,
+        "virtual key",
+        &mut skipped,
+    );
+    add(&mut f.configs, extra.configs, "config", &mut skipped);
+    for r in extra.secret_references {
+        let slug = r.slug.clone().unwrap_or_default();
+        let taken = f.secret_references.iter().any(|o| {
+            o.slug.as_deref() == Some(slug.as_str()) || secrets::slug_from_name(&o.name) == slug
+        });
+        match taken {
+            true => skipped.push(format!("secret reference {slug}")),
+            false => f.secret_references.push(r),
+        }
+    }
+    for k in extra.api_keys {
+        match f
+            .api_keys
+            .iter()
+            .any(|o| o.hash == k.hash || o.name == k.name)
+        {
+            true => skipped.push(format!("api key {}", k.name)),
+            false => f.api_keys.push(k),
+        }
+    }
+    skipped
 }
 
 /// The file's text.
@@ -155,6 +255,11 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
     let providers = validate_providers(f.providers, &secrets, env)?;
     let mut credentials = validate_credentials(f.credentials, &secrets, &identity, env)?;
     let routes = validate_routes(f.routes, &credentials)?;
+    let vk_workspaces: BTreeMap<String, String> = f
+        .virtual_keys
+        .iter()
+        .map(|(k, v)| (k.clone(), v.workspace.clone()))
+        .collect();
     let auth = auth::validate(
         &f.auth,
         f.workspaces,
@@ -163,6 +268,13 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
         &mut credentials,
         &secrets,
     )?;
+    let configs = control::validate_configs(
+        &f.configs,
+        &workspace_names.iter().map(String::as_str).collect(),
+        &vk_workspaces,
+    )?;
+    let store = control::validate_store(&f.store, env)?;
+    let admin = control::validate_admin(&f.admin)?;
     let jwt = f
         .auth
         .jwt
@@ -190,6 +302,9 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
         auth,
         jwt,
         secrets,
+        configs,
+        store,
+        admin,
     })
 }
 
@@ -207,7 +322,7 @@ fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn check_addr(path: &str, addr: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_addr(path: &str, addr: &str) -> Result<(), ConfigError> {
     addr.parse::<std::net::SocketAddr>()
         .map(|_| ())
         .map_err(|_| invalid(path, format!("'{addr}' is not an IP:port address")))

@@ -6,6 +6,7 @@ use pingora_prometheus::prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
+pub mod control;
 pub mod reload;
 mod routes;
 pub mod secrets;
@@ -43,6 +44,7 @@ pub struct Metrics {
     pub jwks_refreshes: IntCounterVec,
     pub secrets: secrets::SecretMetrics,
     pub reload: reload::ReloadMetrics,
+    pub control: control::ControlMetrics,
 }
 
 /// Label order follows `AuthMethod` (then "none") and `Outcome` (after "ok").
@@ -204,6 +206,7 @@ impl Metrics {
             jwks_refreshes,
             secrets: secrets::SecretMetrics::new(registry)?,
             reload: reload::ReloadMetrics::new(registry)?,
+            control: control::ControlMetrics::new(registry)?,
         })
     }
 
@@ -211,6 +214,16 @@ impl Metrics {
     /// the request path only bumps atomics.
     pub fn route_counters(&self, names: &[String]) -> RouteCounters {
         RouteCounters::new(&self.requests, names, provider_labels(), &CLASSES)
+    }
+
+    /// Counts an admin API request.
+    pub fn admin_request(&self, route: &str, status: u16) {
+        self.control.request(route, status);
+    }
+
+    /// Counts a failed store operation.
+    pub fn store_error(&self, op: &str) {
+        self.control.store_error(op);
     }
 
     /// Removes the series of routes `old` had and `new` has not (a reload dropped them).

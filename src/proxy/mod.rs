@@ -3,7 +3,9 @@
 //! rewrites the request, `respond.rs` writes keyway's own answers. A request loads the active
 //! runtime once, in `new_ctx`, and uses that snapshot to its end.
 
+pub mod admin_api;
 mod authorize;
+pub mod health;
 mod prepare;
 mod respond;
 mod upstream;
@@ -28,6 +30,8 @@ use crate::vocab::{Provider, RouteId};
 pub struct Gateway {
     pub runtime: Arc<ArcSwap<Runtime>>,
     pub warm: Arc<Warm>,
+    /// The admin API, when `[admin] on_proxy_listener` serves it here too.
+    pub admin: Option<Arc<crate::control::ControlPlane>>,
 }
 
 /// Per-request state.
@@ -45,6 +49,8 @@ pub struct Ctx {
     retrying_401: bool,
     /// Who is calling, in the enforced posture (workspace and role, for later steps).
     pub caller: Option<crate::auth::Caller>,
+    /// An admin API request (counted by the admin metrics, not as traffic).
+    admin: bool,
     _in_flight: Option<InFlight>,
 }
 
@@ -160,11 +166,19 @@ impl ProxyHttp for Gateway {
             secret: None,
             retrying_401: false,
             caller: None,
+            admin: false,
             _in_flight: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if let Some(control) = &self.admin {
+            if crate::control::resource(session.req_header().uri.path()).is_some() {
+                ctx.admin = true;
+                admin_api::on_proxy(control, session).await;
+                return Ok(true);
+            }
+        }
         let m = &self.warm.metrics;
         m.in_flight.inc();
         ctx._in_flight = Some(InFlight(m.in_flight.clone()));
@@ -265,6 +279,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        if ctx.admin {
+            return;
+        }
         let status = session
             .response_written()
             .map_or(0, |r: &ResponseHeader| r.status.as_u16());

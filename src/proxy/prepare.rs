@@ -48,6 +48,7 @@ impl Gateway {
         let access = Access {
             enforced: rt.auth.enforced(),
             virtual_key: grant.virtual_key.map(|v| &*v.id),
+            workspace: grant.caller.as_ref().and_then(|c| c.workspace.as_deref()),
         };
         let plan = rt
             .router
@@ -62,7 +63,7 @@ impl Gateway {
                 .authorize(&grant, plan.provider, Some(&model))
                 .map_err(refused)?;
         }
-        let workspace = grant.caller.as_ref().map(|c| c.workspace.clone());
+        let workspace = grant.caller.as_ref().and_then(|c| c.workspace.clone());
         ctx.caller = grant.caller;
         let ip =
             self.warm.dns.addr_for(&plan.host).await.map_err(|_| {

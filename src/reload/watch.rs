@@ -1,4 +1,5 @@
-//! What starts a reload: `SIGHUP`, or a change in the config file's directory. The directory is
+//! What starts a reload: `SIGHUP`, a change in the config file's directory, or a new store
+//! version (`store.rs`, run beside them). The directory is
 //! watched, not the file, because a Kubernetes ConfigMap update replaces a `..data` symlink
 //! beside it (the file's own inode never changes) and editors save by rename. Events are
 //! debounced, and a reload whose file is unchanged does nothing.
@@ -79,9 +80,14 @@ impl BackgroundService for ReloadService {
         };
         let (tx, mut rx) = mpsc::channel::<()>(64);
         let _watcher = self.watch(tx);
+        let reloader = self.reloader.clone();
+        let follower = tokio::spawn(async move { reloader.follow_store().await });
         loop {
             tokio::select! {
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    follower.abort();
+                    return;
+                }
                 Some(_) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                     self.reloader.reload("SIGHUP").await;
                 }

@@ -42,6 +42,18 @@ pub struct Access<'a> {
     pub enforced: bool,
     /// The virtual key the caller named (or is bound to), already authorized.
     pub virtual_key: Option<&'a str>,
+    /// The caller's workspace (a stored config of a workspace serves only its callers).
+    pub workspace: Option<&'a str>,
+}
+
+/// A routing config stored under a slug, which `x-portkey-config` may name instead of carrying
+/// the JSON.
+#[derive(Debug, Clone)]
+pub struct StoredConfig {
+    /// Its first leaf target, resolved once.
+    pub target: portkey::PortkeyConfig,
+    /// `None`: every caller may name it.
+    pub workspace: Option<Arc<str>>,
 }
 
 /// Everything the router holds, built by the runtime builder.
@@ -53,6 +65,7 @@ pub struct RouterParts {
     pub trusted: TrustedHosts,
     pub virtual_keys: HashMap<String, VirtualKeyRoute>,
     pub headers: HeaderCredentials,
+    pub configs: HashMap<String, StoredConfig>,
 }
 
 /// Routing tables of one runtime; shared by every request on it.
@@ -63,6 +76,7 @@ pub struct Router {
     trusted: TrustedHosts,
     virtual_keys: HashMap<String, VirtualKeyRoute>,
     headers: HeaderCredentials,
+    configs: HashMap<String, StoredConfig>,
 }
 
 impl Router {
@@ -73,6 +87,7 @@ impl Router {
             trusted: p.trusted,
             virtual_keys: p.virtual_keys,
             headers: p.headers,
+            configs: p.configs,
         }
     }
 
@@ -112,7 +127,7 @@ impl Router {
             return Ok(Parsed::FrontDoor(i));
         }
         match path.strip_prefix("/v1/") {
-            Some(op) if !op.is_empty() => portkey_route::parse(op, uri.query(), headers),
+            Some(op) if !op.is_empty() => portkey_route::parse(self, op, uri.query(), headers),
             _ => Err(RouteError::NoRoute),
         }
     }

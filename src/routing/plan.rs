@@ -114,6 +114,8 @@ pub enum RouteError {
         header: &'static str,
         provider: Provider,
     },
+    #[error("x-portkey-config: the stored config belongs to another workspace")]
+    ConfigForbidden,
     #[error("x-portkey-custom-host: {0}")]
     ForbiddenCustomHost(String),
     #[error("no API key for provider {0}: send x-portkey-api-key or Authorization: Bearer, or set providers.{0}.api_key in the config")]

@@ -50,9 +50,7 @@ impl PortkeyConfig {
     pub fn parse(raw: &str) -> Result<PortkeyConfig, String> {
         let trimmed = raw.trim_start();
         if !trimmed.starts_with('{') {
-            return Err(
-                "must be a JSON object; stored config ids are not supported by keyway".into(),
-            );
+            return Err("must be a JSON object or a stored config's slug".into());
         }
         serde_json::from_str(trimmed).map_err(|e| {
             format!(
@@ -62,6 +60,15 @@ impl PortkeyConfig {
                 e.column()
             )
         })
+    }
+
+    /// Every virtual key the config names, at any depth.
+    pub fn virtual_keys(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.virtual_key.as_deref().into_iter().collect();
+        for t in &self.targets {
+            out.extend(t.virtual_keys());
+        }
+        out
     }
 
     /// The first leaf target, with unset fields inherited from its ancestors.

@@ -70,8 +70,11 @@ pub struct Runtime {
     pub jwks: Vec<JwksWatch>,
     /// Hosts the configuration names, resolved before the runtime serves.
     pub fixed_hosts: Vec<Arc<str>>,
-    /// SHA-256 of the configuration text (first 16 hex digits), for `keyway_config_info`.
+    /// SHA-256 of the configuration text (first 16 hex digits), for `keyway_config_info`;
+    /// `-v<N>` appended when it includes store version N.
     pub digest: String,
+    /// Built without the store's objects (not loaded yet): not ready.
+    pub awaits_store: bool,
 }
 
 /// What outlives a runtime: the caches, keyed by what they hold, and the clients they use.
@@ -89,6 +92,8 @@ pub struct Warm {
     pub identity: IdentityContext,
     /// The active runtime's JWT validators, found again by their settings.
     validators: Mutex<Vec<Arc<JwtValidator>>>,
+    /// Why the store's objects are not loaded (for `/readyz`), while they are not.
+    store_problem: Mutex<Option<String>>,
 }
 
 impl Warm {
@@ -113,7 +118,20 @@ impl Warm {
                 id.sts_endpoint.clone(),
             ),
             validators: Mutex::new(Vec::new()),
+            store_problem: Mutex::new(None),
         }
+    }
+
+    /// Records why the store cannot be read (`None`: it can).
+    pub fn set_store_problem(&self, problem: Option<String>) {
+        *self.store_problem.lock().unwrap_or_else(|p| p.into_inner()) = problem;
+    }
+
+    pub fn store_problem(&self) -> Option<String> {
+        self.store_problem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -159,6 +177,7 @@ pub fn build(config: &Config, digest: String, warm: &Warm) -> Result<Runtime, Bu
         token_limits: (config.identity.token_max, config.identity.token_idle),
         jwks,
         digest,
+        awaits_store: false,
     })
 }
 

@@ -11,7 +11,7 @@ use crate::credentials::spec::IdentityContext;
 use crate::routing::url::BaseUrl;
 use crate::routing::{
     FixedHost, FrontDoor, HeaderCredentials, MappedKey, ProviderRoute, Router, RouterParts,
-    VirtualKeyRoute,
+    StoredConfig, VirtualKeyRoute,
 };
 use crate::vocab::Provider;
 
@@ -80,6 +80,17 @@ pub fn router(
             workload: config.identity.workload.clone(),
             ambient: config.identity.ambient_from_headers,
         },
+        configs: config
+            .configs
+            .iter()
+            .map(|(slug, c)| {
+                let stored = StoredConfig {
+                    target: c.config.clone().first_target(),
+                    workspace: c.workspace.clone(),
+                };
+                (slug.clone(), stored)
+            })
+            .collect(),
     }))
 }
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use super::{Runtime, Warm};
+use super::{JwksWatch, Runtime, Warm};
+use crate::cache::secrets::Entry;
+use crate::cache::tokens::TokenSlot;
 
 /// The outcome of a warm-up: what was still missing when it ended.
 #[derive(Debug, Default)]
@@ -47,13 +49,37 @@ impl Runtime {
                 j.cache.source_label()
             )
         }));
+        if self.awaits_store {
+            missing.push(match warm.store_problem() {
+                Some(why) => format!("the store's objects (not loaded: {why})"),
+                None => "the store's objects (not loaded yet)".to_owned(),
+            });
+        }
         missing
     }
 
-    /// Fetches what is missing, concurrently, waiting at most `within`.
-    pub async fn warm_up(&self, warm: &Arc<Warm>, within: Duration) -> WarmUp {
+    /// Fetches what is missing and new (not in `previous`, whose missing items the refresher is
+    /// already after), concurrently, waiting at most `within`.
+    pub async fn warm_up(
+        &self,
+        warm: &Arc<Warm>,
+        within: Duration,
+        previous: Option<&Runtime>,
+    ) -> WarmUp {
+        let had_slot = |s: &Arc<TokenSlot>| {
+            previous.is_some_and(|p| p.pinned.iter().any(|(_, x)| Arc::ptr_eq(x, s)))
+        };
+        let had_entry =
+            |e: &Arc<Entry>| previous.is_some_and(|p| p.secrets.iter().any(|x| Arc::ptr_eq(x, e)));
+        let had_jwks = |j: &JwksWatch| {
+            previous.is_some_and(|p| p.jwks.iter().any(|x| Arc::ptr_eq(&x.cache, &j.cache)))
+        };
         let mut tasks = JoinSet::new();
-        for (_, slot) in self.pinned.iter().filter(|(_, s)| !s.has_token()) {
+        for (_, slot) in self
+            .pinned
+            .iter()
+            .filter(|(_, s)| !s.has_token() && !had_slot(s))
+        {
             let (slot, warm) = (slot.clone(), warm.clone());
             tasks.spawn(async move {
                 let _ = slot.get(&warm.metrics).await;
@@ -63,7 +89,7 @@ impl Runtime {
             for e in self
                 .secrets
                 .iter()
-                .filter(|e| warm.secrets.value(e).is_none())
+                .filter(|e| warm.secrets.value(e).is_none() && !had_entry(e))
             {
                 let (e, warm) = (e.clone(), warm.clone());
                 tasks.spawn(async move {
@@ -71,7 +97,11 @@ impl Runtime {
                 });
             }
         }
-        for j in self.jwks.iter().filter(|j| !j.cache.is_loaded()) {
+        for j in self
+            .jwks
+            .iter()
+            .filter(|j| !j.cache.is_loaded() && !had_jwks(j))
+        {
             let j = j.clone();
             tasks.spawn(async move {
                 if j.cache.refresh().await.is_ok() {

@@ -2,8 +2,10 @@
 //! 127.0.0.1 that records every request it receives so tests assert exactly what keyway sent.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod identity;
 pub mod jwt;
+pub mod postgres;
 pub mod secrets;
 
 use std::convert::Infallible;
@@ -219,6 +221,8 @@ fn tokio_stream_from<T: Send + 'static>(
 pub struct Keyway {
     pub port: u16,
     pub metrics_port: u16,
+    /// The admin API's listener.
+    pub admin_port: u16,
     pub log: PathBuf,
     /// The config file keyway runs with (rewrite it to reload).
     pub config: PathBuf,
@@ -253,8 +257,10 @@ impl Keyway {
     }
 
     async fn try_start(config: &str, env: &[(&str, &str)], wait_path: &str) -> Option<Keyway> {
-        let (port, metrics_port) = (free_port(), free_port());
+        let (port, metrics_port, admin_port) = (free_port(), free_port(), free_port());
         let dir = log_dir();
+        // Each instance its own store unless the test shares one (KEYWAY_DATA_DIR in `env`).
+        let data = dir.join(format!("data-{port}"));
         let cfg_path = dir.join(format!("cfg-{port}.toml"));
         std::fs::File::create(&cfg_path)
             .unwrap()
@@ -264,9 +270,12 @@ impl Keyway {
         let child = Command::new(env!("CARGO_BIN_EXE_keyway"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
             .args(["--threads", "1", "--config"])
             .arg(&cfg_path)
             .env("RUST_LOG", "debug")
+            .env("KEYWAY_DATA_DIR", &data)
+            .env_remove("KEYWAY_STORE_KEY")
             .env_remove("TRUSTED_CUSTOM_HOSTS")
             .env_remove("AZURE_AUTHORITY_HOST")
             .env_remove("IDENTITY_ENDPOINT")
@@ -279,6 +288,7 @@ impl Keyway {
         let mut k = Keyway {
             port,
             metrics_port,
+            admin_port,
             log,
             config: cfg_path,
             child,
@@ -303,6 +313,11 @@ impl Keyway {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// A URL on the admin API's listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.admin_port, path)
     }
 
     pub fn log_text(&self) -> String {

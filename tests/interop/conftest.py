@@ -113,12 +113,17 @@ def upstream():
 
 
 class Keyway:
-    def __init__(self, proc, port, metrics_port, log):
+    def __init__(self, proc, port, metrics_port, log, admin_port):
         self.proc, self.port, self.metrics_port, self.log = proc, port, metrics_port, log
+        self.admin_port = admin_port
 
     @property
     def url(self):
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self):
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def log_text(self):
         return self.log.read_text(errors="replace")
@@ -160,7 +165,7 @@ def start_keyway(tmp_path, request, keyway_log_dir, secrets_registry):
         if not binary.is_file():
             pytest.fail(f"keyway binary not found at {binary} (build it, or set KEYWAY_BIN)")
         for attempt in range(1, START_ATTEMPTS + 1):
-            port, metrics_port = free_ports(2)
+            port, metrics_port, admin_port = free_ports(3)
             config = (
                 f'listen = "127.0.0.1:{port}"\n'
                 f'metrics_listen = "127.0.0.1:{metrics_port}"\n'
@@ -172,13 +177,19 @@ def start_keyway(tmp_path, request, keyway_log_dir, secrets_registry):
             cfg = tmp_path / f"keyway-{attempt}.toml"
             cfg.write_text(config)
             log = keyway_log_dir / f"keyway-{log_stem}-{len(started)}.log"
-            proc_env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info"), **(env or {})}
+            proc_env = {
+                **os.environ,
+                "RUST_LOG": os.environ.get("RUST_LOG", "info"),
+                # Each instance its own store (a test that shares one passes KEYWAY_DATA_DIR).
+                "KEYWAY_DATA_DIR": str(tmp_path / f"data-{port}"),
+                **(env or {}),
+            }
             with open(log, "wb") as out:
                 proc = subprocess.Popen(
-                    [str(binary), "--config", str(cfg)],
+                    [str(binary), "--config", str(cfg), "--admin-listen", f"127.0.0.1:{admin_port}"],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=proc_env,
                 )
-            kw = Keyway(proc, port, metrics_port, log)
+            kw = Keyway(proc, port, metrics_port, log, admin_port)
             started.append(kw)
             ready = _wait_ready(proc, kw)
             if ready:

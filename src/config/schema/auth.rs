@@ -1,11 +1,11 @@
 //! `[auth]`, `[[auth.jwt]]`, `[workspaces.<slug>]`, `[[api_keys]]` and `[virtual_keys.<id>]` as
 //! the file may say them.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::secrets::SecretMappingSection;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSection {
     /// "open" (default) or "enforced".
@@ -15,7 +15,7 @@ pub struct AuthSection {
     pub jwt: Vec<JwtSection>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkspaceSection {
     /// Provider slugs (aliases accepted). Absent: every provider.
@@ -24,14 +24,16 @@ pub struct WorkspaceSection {
     pub allowed_models: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeySection {
     /// Unique; shown in logs instead of the key.
     pub name: String,
     /// `sha256:<64 lowercase hex>`, as printed by `keyway keys new`.
     pub hash: String,
-    pub workspace: String,
+    /// Absent: an organisation-level key (it manages keyway through the admin API; requests
+    /// upstream need a workspace key).
+    pub workspace: Option<String>,
     /// "owner", "admin" or "member" (default).
     pub role: Option<String>,
     /// RFC 3339; the key is refused from this instant on.
@@ -44,7 +46,7 @@ pub struct ApiKeySection {
     pub virtual_key: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualKeySection {
     pub workspace: String,
@@ -62,7 +64,7 @@ pub struct VirtualKeySection {
 }
 
 /// One `[[auth.jwt]]` entry.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtSection {
     /// Header carrying the token. Default `Authorization`.
@@ -102,7 +104,7 @@ pub struct JwtSection {
 }
 
 /// An inline JWK: public members only.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwkSection {
     pub kty: String,
@@ -119,7 +121,7 @@ pub struct JwkSection {
     pub x5t: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequiredClaimSection {
     pub name: String,

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub mod auth;
 pub mod secrets;
@@ -13,7 +13,7 @@ pub mod secrets;
 use auth::{ApiKeySection, AuthSection, VirtualKeySection, WorkspaceSection};
 use secrets::{SecretMappingSection, SecretReferenceSection, SecretsSection};
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Proxy listener. Default `127.0.0.1:8787`.
@@ -61,9 +61,63 @@ pub struct FileConfig {
     pub secrets: SecretsSection,
     #[serde(default)]
     pub secret_references: Vec<SecretReferenceSection>,
+    /// Routing configs requests may name by slug in `x-portkey-config`.
+    #[serde(default)]
+    pub configs: BTreeMap<String, ConfigSection>,
+    /// The control plane's store (admin API objects).
+    #[serde(default)]
+    pub store: StoreSection,
+    /// The admin API's listener.
+    #[serde(default)]
+    pub admin: AdminSection,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `[configs.<slug>]`: a stored Portkey routing config.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigSection {
+    /// The config as JSON text (what `x-portkey-config` would carry).
+    pub config: String,
+    /// Only callers of this workspace may name it; absent: every caller.
+    pub workspace: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// Default true: keep admin-API objects in a store and serve the admin API.
+    pub enabled: Option<bool>,
+    /// `sqlite://PATH` or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`. Default: SQLite in
+    /// `data_dir`.
+    pub url: Option<String>,
+    /// Read the URL from this environment variable instead (it may hold a password).
+    pub url_env: Option<String>,
+    /// Where the SQLite file (and a generated key) live. Default: `KEYWAY_DATA_DIR`, else
+    /// `keyway-data` in the working directory.
+    pub data_dir: Option<String>,
+    /// Environment variable with the 32-byte sealing key (base64 or hex). Default
+    /// `KEYWAY_STORE_KEY`.
+    pub key_env: Option<String>,
+    /// File with the sealing key.
+    pub key_file: Option<String>,
+    /// How often the store's version is read (the backstop for PostgreSQL notifications).
+    /// Default 500.
+    pub poll_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// The admin API's own listener. Default `127.0.0.1:8788`.
+    pub listen: Option<String>,
+    /// Also serve the admin API on the proxy listener, under the same paths (as Portkey's
+    /// public endpoint does). Default false.
+    pub on_proxy_listener: Option<bool>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AzureSection {
     /// Entra authority. Default: `AZURE_AUTHORITY_HOST`, else https://login.microsoftonline.com.
@@ -75,7 +129,7 @@ pub struct AzureSection {
     pub ambient_identity_from_headers: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsSection {
     /// Default: `AWS_REGION` / `AWS_DEFAULT_REGION` (the AWS SDK's own chain).
@@ -87,7 +141,7 @@ pub struct AwsSection {
     pub secretsmanager_endpoint: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokensSection {
     /// Header-selected credentials unused this long are dropped. Default 3600.
@@ -96,7 +150,7 @@ pub struct TokensSection {
     pub max_cached: Option<usize>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSection {
     /// TCP connect timeout. Default 5000.
@@ -109,7 +163,7 @@ pub struct UpstreamSection {
     pub idle_timeout_ms: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSection {
     /// Replaces the provider's default base URL (private endpoints, tests).
@@ -125,7 +179,7 @@ pub struct ProviderSection {
     pub secret_mappings: Vec<SecretMappingSection>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialSection {
     #[serde(rename = "type")]
@@ -144,7 +198,7 @@ pub struct CredentialSection {
     pub secret_mappings: Vec<SecretMappingSection>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSection {
     pub name: String,

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretsSection {
     /// How long a fetched value is used before it is fetched again. Default 300.
@@ -18,7 +18,7 @@ pub struct SecretsSection {
     pub fetch_timeout_ms: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretReferenceSection {
     pub name: String,
@@ -36,7 +36,7 @@ pub struct SecretReferenceSection {
 
 /// Every `auth_config` field of every manager; `validate` refuses the ones that do not belong
 /// to the reference's manager. Sensitive fields also take `<field>_env`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfigSection {
     pub aws_auth_type: Option<String>,
@@ -69,7 +69,7 @@ pub struct AuthConfigSection {
     pub vault_approle_mount: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretMappingSection {
     /// `key`, `configurations.<field>` or `model_config.<field>`; the entity's prefix is added

@@ -102,6 +102,18 @@ pub fn mask(value: &str) -> String {
 
 /// A slug made from a display name: lowercase ASCII letters, digits, `_` and `-`, with every
 /// other run of characters turned into one `-`.
+/// Whether `name` is an `auth_config` field of some secret manager.
+pub fn is_auth_config_field(name: &str) -> bool {
+    use crate::credentials::secrets::ManagerType;
+    [
+        ManagerType::AwsSm,
+        ManagerType::AzureKv,
+        ManagerType::HashicorpVault,
+    ]
+    .into_iter()
+    .any(|m| auth_config::fields_of(m).contains(&name))
+}
+
 pub fn slug_from_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for c in name.chars() {

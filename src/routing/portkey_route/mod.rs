@@ -62,6 +62,8 @@ pub struct PortkeyRequest<'r> {
     query: Option<&'r str>,
     /// The `x-portkey-config` JSON's first leaf target (empty without the header).
     cfg: PortkeyConfig,
+    /// The workspace of the stored config the header named, if it is a workspace's.
+    config_workspace: Option<Arc<str>>,
 }
 
 /// A request as routing read it, before auth decides on its virtual key. Lives on the stack of
@@ -86,11 +88,27 @@ impl Parsed<'_> {
 }
 
 pub(super) fn parse<'r>(
+    router: &Router,
     op: &'r str,
     query: Option<&'r str>,
     h: &HeaderMap,
 ) -> Result<Parsed<'r>, RouteError> {
+    let mut config_workspace = None;
     let cfg = match header(h, CONFIG)? {
+        // A slug, not JSON: a stored config (Portkey's `pc-…` ids are slugs too).
+        Some(raw)
+            if !raw.is_empty()
+                && raw
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            let stored = router.configs.get(raw).ok_or(RouteError::BadHeader {
+                header: "x-portkey-config",
+                problem: "names no stored config (send a config's slug or its JSON)".into(),
+            })?;
+            config_workspace = stored.workspace.clone();
+            stored.target.clone()
+        }
         Some(raw) => PortkeyConfig::parse(raw)
             .map_err(|problem| RouteError::BadHeader {
                 header: "x-portkey-config",
@@ -99,7 +117,12 @@ pub(super) fn parse<'r>(
             .first_target(),
         None => PortkeyConfig::default(),
     };
-    Ok(Parsed::Portkey(PortkeyRequest { op, query, cfg }))
+    Ok(Parsed::Portkey(PortkeyRequest {
+        op,
+        query,
+        cfg,
+        config_workspace,
+    }))
 }
 
 pub(super) fn plan(
@@ -108,7 +131,17 @@ pub(super) fn plan(
     h: &HeaderMap,
     access: Access<'_>,
 ) -> Result<Plan, RouteError> {
-    let PortkeyRequest { op, query, mut cfg } = req;
+    let PortkeyRequest {
+        op,
+        query,
+        mut cfg,
+        config_workspace,
+    } = req;
+    if let Some(w) = config_workspace {
+        if access.workspace != Some(&*w) {
+            return Err(RouteError::ConfigForbidden);
+        }
+    }
     let vk = match access.virtual_key {
         None => None,
         Some(id) => Some((

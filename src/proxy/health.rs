@@ -1,4 +1,4 @@
-//! The admin listener: `/metrics` (Prometheus text, served by pingora-prometheus), `/healthz`
+//! The metrics listener: `/metrics` (Prometheus text, served by pingora-prometheus), `/healthz`
 //! (the process answers) and `/readyz` (start-up work is done and traffic is accepted).
 
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use pingora_prometheus::PrometheusHttpApp;
 
-pub struct AdminApp {
+pub struct HealthApp {
     pub ready: Arc<crate::refresh::readiness::Readiness>,
 }
 
@@ -23,7 +23,7 @@ fn text(status: u16, body: &str) -> Response<Vec<u8>> {
 }
 
 #[async_trait]
-impl ServeHttp for AdminApp {
+impl ServeHttp for HealthApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         match session.req_header().uri.path() {
             "/metrics" => PrometheusHttpApp.response(session).await,
