@@ -19,9 +19,13 @@
 #        LAT_ROUNDS=3 LAT_DURATION=10 PACE_MS=10 (latency phase; PACE_MS is
 #                                     the mean think time per request)
 #        CONNECTIONS=32 WARMUP=1
-#        TARGETS="direct keyway keyway_key keyway_entra nginx"   (order = order within a round)
+#        TARGETS="direct keyway keyway_gwkey keyway_gwkey_api keyway_jwt keyway_key keyway_entra
+#                 keyway_secret nginx"   (the default; order = order within a round)
 #          keyway:       Portkey headers, static key from the config
-#          keyway_gwkey: enforced posture, gateway API key + virtual key
+#          keyway_gwkey: enforced posture, gateway API key + virtual key declared in the file
+#          keyway_gwkey_api: the same requests, the virtual key created over the admin API
+#                        (POST /v1/virtual-keys with an organisation owner key) once keyway is
+#                        ready, so it lives in the SQLite store under KEYWAY_DATA_DIR
 #          keyway_jwt:   enforced posture, RS256 JWT against a cached JWKS + virtual key
 #          keyway_key:   an Azure front-door route, static api-key
 #          keyway_entra: the same route, Entra token from a fake Entra (nginx) via the token cache
@@ -49,12 +53,13 @@ LAT_DURATION=${LAT_DURATION:-10}
 PACE_MS=${PACE_MS:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 WARMUP=${WARMUP:-1}
-TARGETS=${TARGETS:-"direct keyway keyway_gwkey keyway_jwt keyway_key keyway_entra keyway_secret nginx"}
+TARGETS=${TARGETS:-"direct keyway keyway_gwkey keyway_gwkey_api keyway_jwt keyway_key keyway_entra keyway_secret nginx"}
 OUT=${OUT:-$HERE/results/latest.md}
 KEYWAY_RUST_LOG=${KEYWAY_RUST_LOG:-warn}
 NGINX_BIN=${NGINX_BIN:-}
 API_KEY=sk-loadtest
 GATEWAY_KEY=kw-loadtest-gateway-key
+OWNER_KEY=kw-loadtest-owner-key # an organisation owner: admin API only
 LUA=$HERE/chat.lua
 LUA_PACED=$HERE/chat_paced.lua
 RUN_THROUGHPUT="" # non-empty when PHASES has throughput
@@ -67,6 +72,7 @@ declare -A T_URL=()    # name -> URL wrk hits
 declare -A T_PID=()    # name -> pid whose CPU is charged to the target (empty: none)
 declare -A T_HDRS=()   # name -> extra request headers, one per line
 declare -A T_LOG=()    # name -> log file to show when something fails
+declare -A T_ADMIN=()  # keyway target -> its admin API base URL
 declare -A RSS_IDLE=() # keyway target -> idle VmRSS (KiB)
 declare -A RSS_MAX=()  # keyway target -> max VmRSS seen under load (KiB)
 
@@ -260,33 +266,41 @@ keyway_bin() {
     KEYWAY_RESOLVED=1
 }
 
+# sha256_hash KEY: a gateway key's hash as the config wants it.
+sha256_hash() { printf 'sha256:%s' "$(printf '%s' "$1" | sha256sum | cut -d' ' -f1)"; }
+
 # start_keyway NAME TEMPLATE PATH [HEADER...]: render TEMPLATE (placeholders
-# LISTEN_PORT, METRICS_PORT, UPSTREAM_PORT, API_KEY), start keyway with one
-# proxy thread, wait for /readyz (configured credentials hold their tokens) and
-# register it as target NAME, driven at PATH; the HEADERs are sent by wrk with
-# every request.
+# LISTEN_PORT, METRICS_PORT, UPSTREAM_PORT, API_KEY, GATEWAY_KEY_HASH,
+# OWNER_KEY_HASH), start keyway with one proxy thread and its admin API on a
+# port of its own (T_ADMIN[NAME]), wait for /readyz (configured credentials
+# hold their tokens) and register it as target NAME, driven at PATH; the
+# HEADERs are sent by wrk with every request.
 start_keyway() {
-    local name=$1 tmpl=$2 path=$3 listen metrics dir cfg pid i hdr
+    local name=$1 tmpl=$2 path=$3 listen metrics admin dir cfg pid i hdr
     shift 3
     keyway_bin
     start_upstream
     free_port listen
     free_port metrics
+    free_port admin
     dir=$WORK/$name
     mkdir -p "$dir"
     cfg=$dir/keyway.toml
     render "$tmpl" "$cfg" LISTEN_PORT="$listen" METRICS_PORT="$metrics" \
-        UPSTREAM_PORT="$UPSTREAM_PORT" API_KEY="$API_KEY" GATEWAY_KEY_HASH="sha256:$(printf '%s' "$GATEWAY_KEY" | sha256sum | cut -d' ' -f1)"
+        UPSTREAM_PORT="$UPSTREAM_PORT" API_KEY="$API_KEY" GATEWAY_KEY_HASH="$(sha256_hash "$GATEWAY_KEY")" \
+        OWNER_KEY_HASH="$(sha256_hash "$OWNER_KEY")"
     local bin=${T_BIN[$name]:-$KEYWAY_BIN}
     "$bin" --check-config --config "$cfg" >"$dir/check.log" 2>&1 ||
         { show_log "$dir/check.log"; die "keyway rejected $cfg"; }
-    RUST_LOG=$KEYWAY_RUST_LOG "$bin" --config "$cfg" --threads 1 \
+    RUST_LOG=$KEYWAY_RUST_LOG KEYWAY_DATA_DIR=$dir/data "$bin" --config "$cfg" --threads 1 \
         --listen "127.0.0.1:$listen" --metrics-listen "127.0.0.1:$metrics" \
+        --admin-listen "127.0.0.1:$admin" \
         </dev/null >"$dir/keyway.log" 2>&1 &
     pid=$!
     # SIGINT is Pingora's fast shutdown (SIGTERM would drain for minutes).
     track "$pid" INT
     T_LOG[$name]=$dir/keyway.log
+    T_ADMIN[$name]=http://127.0.0.1:$admin
     for ((i = 0; i < 150; i++)); do
         alive "$pid" || { show_log "$dir/keyway.log"; die "keyway $name exited during start-up"; }
         curl -fs -m 1 -o /dev/null "http://127.0.0.1:$metrics/readyz" 2>/dev/null && break
@@ -298,7 +312,7 @@ start_keyway() {
     sleep 1 # let start-up allocations settle before the idle sample
     RSS_IDLE[$name]=$(rss_kib "$pid")
     RSS_MAX[$name]=0
-    log "keyway $name on 127.0.0.1:$listen (metrics $metrics, pid $pid, idle RSS ${RSS_IDLE[$name]} KiB)"
+    log "keyway $name on 127.0.0.1:$listen (metrics $metrics, admin $admin, pid $pid, idle RSS ${RSS_IDLE[$name]} KiB)"
 }
 
 # register_target NAME LABEL KIND URL CPU_PID HEADERS
@@ -330,9 +344,51 @@ setup_target_keyway() {
 }
 
 # The enforced posture: a gateway API key and a virtual key (compare with `keyway`, open).
+# keyway_gwkey and keyway_gwkey_api send exactly these headers.
+GWKEY_HEADERS=("x-portkey-api-key: $GATEWAY_KEY" "x-portkey-virtual-key: lt-openai")
 setup_target_keyway_gwkey() {
-    start_keyway keyway_gwkey "$HERE/keyway-gwkey.toml.in" /v1/chat/completions \
-        "x-portkey-api-key: $GATEWAY_KEY" "x-portkey-virtual-key: lt-openai"
+    start_keyway keyway_gwkey "$HERE/keyway-gwkey.toml.in" /v1/chat/completions "${GWKEY_HEADERS[@]}"
+}
+
+# The same, with the virtual key created over the admin API instead of declared in the file.
+setup_target_keyway_gwkey_api() {
+    start_keyway keyway_gwkey_api "$HERE/keyway-gwkey-api.toml.in" /v1/chat/completions "${GWKEY_HEADERS[@]}"
+    create_virtual_key keyway_gwkey_api \
+        '{"name":"loadtest openai","slug":"lt-openai","provider":"openai","key":"'"$API_KEY"'","workspace_id":"lt"}'
+}
+
+# create_virtual_key NAME BODY: POST BODY to target NAME's /v1/virtual-keys with
+# the owner key, insist on 200, then wait (bounded) until the target's own
+# request (its URL and headers) answers 200 through the proxy.
+create_virtual_key() {
+    local t=$1 body=$2 out code i args=() h
+    out=$WORK/$t/admin-create-vk.json
+    code=$(curl -s -m 10 -o "$out" -w '%{http_code}' -X POST \
+        -H "x-portkey-api-key: $OWNER_KEY" -H 'Content-Type: application/json' \
+        --data "$body" "${T_ADMIN[$t]}/v1/virtual-keys" || true)
+    if [[ $code != 200 ]]; then
+        log "admin API POST /v1/virtual-keys for $t: HTTP $code, body: $(head -c 500 "$out" 2>/dev/null)"
+        show_log "${T_LOG[$t]}"
+        die "could not create the virtual key of $t over the admin API"
+    fi
+    log "$t: virtual key created over the admin API: $(head -c 300 "$out")"
+    while IFS= read -r h; do
+        if [[ -n $h ]]; then args+=(-H "$h"); fi
+    done <<<"${T_HDRS[$t]}"
+    for ((i = 0; i < 50; i++)); do
+        alive "${T_PID[$t]}" || { show_log "${T_LOG[$t]}"; die "keyway $t exited after the admin API call"; }
+        code=$(curl -s -m 2 -o "$WORK/$t/vk-probe" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+            "${args[@]}" --data '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' \
+            "${T_URL[$t]}" || true)
+        [[ $code == 200 ]] && break
+        sleep 0.2
+    done
+    if [[ $code != 200 ]]; then
+        log "last answer through $t: HTTP $code, body: $(head -c 300 "$WORK/$t/vk-probe" 2>/dev/null)"
+        show_log "${T_LOG[$t]}"
+        die "$t: the virtual key created over the admin API did not serve a request within 10 s"
+    fi
+    ((i == 0)) || log "$t: the new virtual key served its first request after $i retries"
 }
 
 # The enforced posture: an RS256 JWT checked against the cached JWKS on every request.
@@ -535,7 +591,7 @@ fmt() { # FORMAT VALUE: printf unless the value is missing
 }
 
 report() {
-    local t errs k ratio
+    local t errs k ratio cpu verdict pair
     echo "| target | req/s | p50 ms | p99 ms | req per proxy CPU-s | errors |"
     echo "|---|---:|---:|---:|---:|---:|"
     for t in $TARGETS; do
@@ -563,6 +619,14 @@ report() {
             'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
         echo "- $t/keyway ratio of req/s (enforced posture vs open): $ratio"
     done
+    if [[ -n ${T_KIND[keyway_gwkey_api]:-} && -n ${T_KIND[keyway_gwkey]:-} ]]; then
+        ratio=$(awk -v a="$(median keyway_gwkey_api 3)" -v b="$(median keyway_gwkey 3)" \
+            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
+        cpu=$(awk -v a="$(median keyway_gwkey_api 9)" -v b="$(median keyway_gwkey 9)" \
+            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
+        verdict=$(awk -v r="$ratio" 'BEGIN { if (r == "—") print "—"; else if (r >= 0.97) print "meets the ≥ 0.97 goal"; else print "BELOW the ≥ 0.97 goal" }')
+        echo "- keyway_gwkey_api / keyway_gwkey ratio of req/s (virtual key created over the admin API vs declared in the file): $ratio — $verdict; req per proxy CPU-s: $cpu"
+    fi
     for pair in "keyway base" "keyway_key base_key"; do
         set -- $pair
         [[ -n ${T_KIND[$1]:-} && -n ${T_KIND[$2]:-} ]] || continue
