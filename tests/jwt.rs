@@ -629,10 +629,14 @@ impl OidcProvider {
             return None;
         }
         let port = common::free_port();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/oidc/server.js");
+        let script = format!(
+            "{}/tests/interop/oidc/server.js",
+            std::env::var("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
+        );
         let child = std::process::Command::new("node")
             .args([
-                script,
+                script.as_str(),
                 &port.to_string(),
                 tenant,
                 "keyway-client",

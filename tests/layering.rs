@@ -110,7 +110,11 @@ const PINGORA_ALLOWED: &[&str] = &[
 ];
 
 fn src() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+    PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("src")
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
