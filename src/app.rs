@@ -14,6 +14,7 @@ use crate::cache::renewal::Timing;
 use crate::config::{Config, FileConfig};
 use crate::control::ControlPlane;
 use crate::env::Env;
+use crate::metrics::strategy::{CircuitCollector, CircuitSource};
 use crate::metrics::Metrics;
 use crate::proxy::admin_api::AdminApi;
 use crate::proxy::health::HealthApp;
@@ -21,6 +22,7 @@ use crate::proxy::Gateway;
 use crate::refresh::readiness::Readiness;
 use crate::refresh::Refresher;
 use crate::reload::{Origin, Overrides, ReloadService, Reloader};
+use crate::routing::strategy::CircuitState;
 use crate::runtime::{self, Warm};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,20 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
     rt.activate(&warm, None);
     let runtime = Arc::new(ArcSwap::new(rt));
     let ready = Arc::new(Readiness::default());
+    let circuits = runtime.clone();
+    let source: CircuitSource = Arc::new(move || {
+        let now = std::time::Instant::now();
+        let rt = circuits.load();
+        rt.circuits
+            .iter()
+            .map(|c| {
+                let open = c.breaker.state(now) == CircuitState::Open;
+                (c.owner.clone(), c.target.clone(), open)
+            })
+            .collect()
+    });
+    pingora_prometheus::prometheus::default_registry()
+        .register(Box::new(CircuitCollector::new(source)?))?;
 
     let conf = ServerConf {
         threads: config.threads,
@@ -65,6 +81,8 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
         graceful_shutdown_timeout_seconds: Some(5),
         ca_file: config.ca_file.clone(),
         work_stealing: config.work_stealing,
+        // Every attempt of a routing strategy is one of Pingora's tries.
+        max_retries: crate::config::MAX_ATTEMPTS as usize,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

@@ -51,6 +51,20 @@ impl ErrorResponse {
         }
     }
 
+    /// Portkey's answer when every attempt of a request ran out of its `request_timeout`.
+    pub fn request_timeout(ms: u128) -> Self {
+        let message = format!("Request exceeded the timeout sent in the request: {ms}ms");
+        let body = serde_json::json!({
+            "error": {"message": message, "type": "timeout_error", "param": null, "code": null}
+        });
+        ErrorResponse {
+            status: 408,
+            message,
+            raw_body: Some(Bytes::from(body.to_string())),
+            www_authenticate: None,
+        }
+    }
+
     pub fn body(&self) -> Bytes {
         if let Some(b) = &self.raw_body {
             return b.clone();
@@ -77,7 +91,7 @@ pub enum GatewayError {
     #[error("the request body could not be read")]
     BodyUnreadable,
     #[error(
-        "the request body is over 64 KiB: too large to check its model against the allow-list"
+        "the request body is too large to be kept for this request (its model allow-list, conditional routing or override_params): over upstream.replay_body_limit_bytes, or a chunked body over 64 KiB (send Content-Length)"
     )]
     BodyTooLarge,
     #[error("the request body names no model, and this caller may use only some models")]

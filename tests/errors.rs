@@ -61,7 +61,7 @@ async fn bad_input_is_refused_before_anything_leaves() {
                 r#"{"provider":"openai","request_timeout":"soon"}"#,
             )],
             400,
-            "wrong type",
+            "config.request_timeout: must be a positive integer",
         ),
         (
             &[
@@ -190,7 +190,7 @@ async fn bad_input_is_refused_before_anything_leaves() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn upstream_unreachable_is_502_and_timeout_is_504() {
+async fn upstream_unreachable_is_502_and_a_request_timeout_is_408() {
     let closed = free_port();
     let slow = FakeUpstream::with(|_| {
         Reply::Delay(Duration::from_secs(3), Box::new(Reply::ok_json("{}")))
@@ -220,7 +220,14 @@ async fn upstream_unreachable_is_502_and_timeout_is_504() {
         .send()
         .await
         .unwrap();
-    assert_failure(resp, 504, "upstream timed out").await;
+    // Portkey's answer to a request timeout the caller set: 408 with its timeout_error body.
+    assert_eq!(resp.status(), 408);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "Request exceeded the timeout sent in the request: 300ms"
+    );
+    assert_eq!(body["error"]["type"], "timeout_error");
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "the per-request timeout was not honoured"

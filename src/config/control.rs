@@ -10,7 +10,8 @@ use std::time::Duration;
 use super::schema::{AdminSection, ConfigSection, StoreSection};
 use super::{check_addr, invalid, ConfigError};
 use crate::env::Env;
-use crate::routing::portkey::PortkeyConfig;
+use crate::routing::portkey::{self, PortkeyConfig};
+use crate::routing::strategy::Tree;
 use crate::store::{Engine, KeySource, StoreSettings};
 
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8788";
@@ -27,7 +28,7 @@ pub struct AdminSettings {
 /// A `[configs.<slug>]` entry, parsed.
 #[derive(Debug, Clone)]
 pub struct StoredConfig {
-    pub config: PortkeyConfig,
+    pub config: Tree<PortkeyConfig>,
     /// `None`: any caller may name it.
     pub workspace: Option<Arc<str>>,
 }
@@ -122,7 +123,7 @@ pub fn validate_configs(
             return Err(invalid(&path, "the slug must match ^[a-zA-Z0-9_-]+$"));
         }
         let config =
-            PortkeyConfig::parse(&c.config).map_err(|m| invalid(format!("{path}.config"), m))?;
+            portkey::parse_stored(&c.config).map_err(|m| invalid(format!("{path}.config"), m))?;
         let workspace = match &c.workspace {
             Some(w) if !workspaces.contains(w.as_str()) => {
                 return Err(invalid(
@@ -132,7 +133,7 @@ pub fn validate_configs(
             }
             other => other.as_deref().map(Arc::from),
         };
-        for vk in config.virtual_keys() {
+        for vk in portkey::virtual_keys(&config) {
             match virtual_keys.get(vk) {
                 None => {
                     return Err(invalid(

@@ -23,7 +23,7 @@ pub use identity::{ClientSecretConfig, Identity, TokenCredential, WorkloadDefaul
 pub use schema::FileConfig;
 use secrets::SecretsSettings;
 use upstreams::{validate_credentials, validate_providers, validate_routes, validate_timeouts};
-pub use upstreams::{Credential, ProviderSettings, Route, Timeouts};
+pub use upstreams::{Credential, ProviderSettings, Route, RouteTarget, Timeouts, MAX_ATTEMPTS};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9787";

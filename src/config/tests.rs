@@ -55,7 +55,10 @@ fn full_example_validates() {
             .expose(),
         "from-env"
     );
-    assert_eq!(c.routes[0].provider, Provider::AzureOpenAi);
+    assert_eq!(
+        c.routes[0].targets.leaves()[0].target.provider,
+        Provider::AzureOpenAi
+    );
 }
 
 fn err(text: &str) -> String {

@@ -9,17 +9,28 @@ use super::schema;
 use super::secrets::{self, Entity, SecretUse, SecretsSettings};
 use super::{invalid, secret_from, ConfigError};
 use crate::env::Env;
+use crate::routing::strategy::{self, ParseOptions, Tree};
 use crate::routing::url::BaseUrl;
 use crate::secret::Secret;
 use crate::vocab::Provider;
 
+/// `[upstream]`: timeouts, and how requests are retried and replayed.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub connect: Duration,
     pub total_connect: Duration,
     pub read: Duration,
     pub idle: Duration,
+    /// Bodies up to this size are kept and sent again on each attempt of a strategy.
+    pub replay_limit: usize,
+    /// The base of the exponential back-off between retries.
+    pub backoff: Duration,
+    /// Attempts per request, all targets and retries together.
+    pub max_attempts: u32,
 }
+
+/// Pingora's own bound on the attempts of one request (`ServerConf::max_retries`).
+pub const MAX_ATTEMPTS: u32 = 16;
 
 #[derive(Debug, Clone, Default)]
 pub struct ProviderSettings {
@@ -58,9 +69,16 @@ pub struct Route {
     pub name: String,
     pub path_prefix: String,
     pub host: Option<String>,
+    pub strip_prefix: bool,
+    /// One target, or several with the route's strategy.
+    pub targets: Tree<RouteTarget>,
+}
+
+/// Where one target of a route sends requests, with which credential.
+#[derive(Debug, Clone)]
+pub struct RouteTarget {
     pub provider: Provider,
     pub upstream: BaseUrl,
-    pub strip_prefix: bool,
     pub credential: String,
 }
 
@@ -81,6 +99,28 @@ pub(super) fn validate_timeouts(u: &schema::UpstreamSection) -> Result<Timeouts,
         )?,
         read: ms("read_timeout_ms", u.read_timeout_ms, 300_000)?,
         idle: ms("idle_timeout_ms", u.idle_timeout_ms, 60_000)?,
+        replay_limit: match u.replay_body_limit_bytes.unwrap_or(1 << 20) {
+            n if n > 64 << 20 => {
+                return Err(invalid(
+                    "upstream.replay_body_limit_bytes",
+                    "must be at most 67108864 (64 MiB)",
+                ))
+            }
+            n => n as usize,
+        },
+        backoff: match u.retry_backoff_ms.unwrap_or(1_000) {
+            n if n > 60_000 => {
+                return Err(invalid(
+                    "upstream.retry_backoff_ms",
+                    "must be at most 60000",
+                ))
+            }
+            n => Duration::from_millis(n),
+        },
+        max_attempts: match u.max_attempts.unwrap_or(MAX_ATTEMPTS) {
+            n @ 1..=MAX_ATTEMPTS => n,
+            _ => return Err(invalid("upstream.max_attempts", "must be from 1 to 16")),
+        },
     })
 }
 
@@ -210,35 +250,94 @@ pub(super) fn validate_routes(
                 "must start with '/'",
             ));
         }
-        let provider = Provider::from_slug(&r.provider).ok_or_else(|| {
-            invalid(
-                format!("{path}.provider"),
-                format!("unknown provider '{}'", r.provider),
-            )
-        })?;
-        let upstream =
-            BaseUrl::parse(&r.upstream).map_err(|m| invalid(format!("{path}.upstream"), m))?;
-        if upstream.has_placeholder() {
-            return Err(invalid(
-                format!("{path}.upstream"),
-                "must name a concrete host (no {resource}/{region})",
-            ));
-        }
-        if !credentials.contains_key(&r.credential) {
-            return Err(invalid(
-                format!("{path}.credential"),
-                format!("no [credentials.{}] section", r.credential),
-            ));
-        }
+        let targets = route_targets(&r, &path, credentials)?;
         out.push(Route {
             name: r.name,
             path_prefix: r.path_prefix,
             host: r.host.map(|h| h.to_ascii_lowercase()),
-            provider,
-            upstream,
             strip_prefix: r.strip_prefix,
-            credential: r.credential,
+            targets,
         });
     }
     Ok(out)
+}
+
+/// Unset optional fields serialize as `null`; the strategy parser reads them as absent.
+fn drop_nulls(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(o) => {
+            // An empty `targets` (the default) means none: the node is a target itself.
+            let empty_targets = |k: &str, x: &serde_json::Value| {
+                k == "targets" && x.as_array().is_some_and(|a| a.is_empty())
+            };
+            o.retain(|k, x| !x.is_null() && !empty_targets(k, x));
+            o.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+/// A route's targets as a strategy tree: the route itself is the root, so a route without
+/// `targets` is a one-leaf tree.
+fn route_targets(
+    r: &schema::RouteSection,
+    path: &str,
+    credentials: &BTreeMap<String, Credential>,
+) -> Result<Tree<RouteTarget>, ConfigError> {
+    #[derive(serde::Deserialize)]
+    struct Leaf {
+        provider: Option<String>,
+        upstream: Option<String>,
+        credential: Option<String>,
+    }
+    let mut value = serde_json::to_value(r).map_err(|e| invalid(path, e.to_string()))?;
+    drop_nulls(&mut value);
+    if let Some(o) = value.as_object_mut() {
+        for k in ["name", "path_prefix", "host", "strip_prefix"] {
+            o.remove(k);
+        }
+    }
+    // "route.targets[1]" in the tree is "routes[i].targets[1]" in the file.
+    let in_file = |p: &str| format!("{path}{}", p.strip_prefix("route").unwrap_or(p));
+    let opts = ParseOptions {
+        root_path: "route",
+        default_retry: None,
+        default_timeout: None,
+    };
+    let tree = strategy::parse(&value, &opts, |_, merged| {
+        serde_json::from_value::<Leaf>(serde_json::Value::Object(merged.clone()))
+            .map_err(|_| "provider, upstream and credential must be strings".to_owned())
+    })
+    .map_err(|e| invalid(in_file(&e.path), e.problem))?;
+    tree.try_map(|leaf_path, l| {
+        let at = |field: &str| format!("{}.{field}", in_file(leaf_path));
+        let slug = l.provider.as_deref().unwrap_or(&r.provider);
+        let provider = Provider::from_slug(slug)
+            .ok_or_else(|| invalid(at("provider"), format!("unknown provider '{slug}'")))?;
+        let raw = l
+            .upstream
+            .ok_or_else(|| invalid(at("upstream"), "is required (on the target or the route)"))?;
+        let upstream = BaseUrl::parse(&raw).map_err(|m| invalid(at("upstream"), m))?;
+        if upstream.has_placeholder() {
+            return Err(invalid(
+                at("upstream"),
+                "must name a concrete host (no {resource}/{region})",
+            ));
+        }
+        let credential = l
+            .credential
+            .ok_or_else(|| invalid(at("credential"), "is required (on the target or the route)"))?;
+        if !credentials.contains_key(&credential) {
+            return Err(invalid(
+                at("credential"),
+                format!("no [credentials.{credential}] section"),
+            ));
+        }
+        Ok(RouteTarget {
+            provider,
+            upstream,
+            credential,
+        })
+    })
 }

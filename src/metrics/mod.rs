@@ -10,6 +10,7 @@ pub mod control;
 pub mod reload;
 mod routes;
 pub mod secrets;
+pub mod strategy;
 
 pub use routes::RouteCounters;
 
@@ -45,6 +46,7 @@ pub struct Metrics {
     pub secrets: secrets::SecretMetrics,
     pub reload: reload::ReloadMetrics,
     pub control: control::ControlMetrics,
+    pub strategy: strategy::StrategyMetrics,
 }
 
 /// Label order follows `AuthMethod` (then "none") and `Outcome` (after "ok").
@@ -207,6 +209,7 @@ impl Metrics {
             secrets: secrets::SecretMetrics::new(registry)?,
             reload: reload::ReloadMetrics::new(registry)?,
             control: control::ControlMetrics::new(registry)?,
+            strategy: strategy::StrategyMetrics::new(registry)?,
         })
     }
 

@@ -4,7 +4,9 @@
 //! runtime once, in `new_ctx`, and uses that snapshot to its end.
 
 pub mod admin_api;
+mod attempts;
 mod authorize;
+mod body;
 pub mod health;
 mod prepare;
 mod respond;
@@ -21,11 +23,15 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, Result};
 
+use bytes::Bytes;
+
 use crate::cache::tokens::CachedToken;
 use crate::error::{self, ErrorResponse, GatewayError};
+use crate::routing::strategy::{Next, Outcome};
 use crate::routing::{Plan, UpstreamAuth};
 use crate::runtime::{Runtime, Warm};
 use crate::vocab::{Provider, RouteId};
+use attempts::Attempts;
 
 pub struct Gateway {
     pub runtime: Arc<ArcSwap<Runtime>>,
@@ -49,6 +55,15 @@ pub struct Ctx {
     retrying_401: bool,
     /// Who is calling, in the enforced posture (workspace and role, for later steps).
     pub caller: Option<crate::auth::Caller>,
+    /// The request body, when it was kept (a strategy or an allow-list needs it).
+    body: Option<Bytes>,
+    /// What the current attempt sends instead of Pingora's buffer: the kept body, with the
+    /// target's `override_params`.
+    send: Option<Bytes>,
+    /// The walk of a request with a routing strategy.
+    strategy: Option<Box<Attempts>>,
+    /// The body is over the replay limit: one attempt only.
+    no_replay: bool,
     /// An admin API request (counted by the admin metrics, not as traffic).
     admin: bool,
     _in_flight: Option<InFlight>,
@@ -124,6 +139,58 @@ impl Gateway {
         Err(e)
     }
 
+    /// Counts an attempt of a strategy and decides the next step: `true` when another attempt
+    /// follows (Pingora is asked to try again), `false` when this answer or error is final.
+    fn after_attempt(&self, session: &Session, ctx: &mut Ctx, outcome: Outcome) -> bool {
+        let rt = ctx.rt.clone();
+        let Some(a) = ctx.strategy.as_mut() else {
+            return false;
+        };
+        let route = rt.routes.names()[ctx.plan.as_ref().map_or(0, |p| p.route.0)].as_str();
+        let provider = ctx.plan.as_ref().map_or("none", |p| p.provider.as_str());
+        let m = &self.warm.metrics.strategy;
+        m.attempt(provider, route, attempts::outcome_label(outcome));
+        // Another attempt needs the body again and nothing sent to the client yet.
+        let replayable =
+            ctx.send.is_some() || (!ctx.no_replay && !session.as_ref().retry_buffer_truncated());
+        let budget = match replayable && session.response_written().is_none() {
+            true => rt.timeouts.max_attempts.saturating_sub(a.made),
+            false => 0,
+        };
+        let path = session.req_header().uri.path();
+        match a.after(outcome, path, budget, rt.timeouts.backoff) {
+            Next::Done => false,
+            Next::Retry { .. } => {
+                m.retry(route);
+                true
+            }
+            Next::Fallback { .. } => {
+                m.fallback(route);
+                true
+            }
+        }
+    }
+
+    /// Before a strategy's next attempt: its wait, then its target's plan, address, credential
+    /// and body.
+    async fn next_target(&self, ctx: &mut Ctx) -> Result<()> {
+        let Some(a) = ctx.strategy.as_ref() else {
+            return Ok(());
+        };
+        if !a.delay.is_zero() {
+            tokio::time::sleep(a.delay).await;
+        }
+        let plan = a.plan(a.current()).clone();
+        ctx.send = self.body_for(a, ctx.body.as_ref());
+        ctx.retrying_401 = false;
+        let addr = self.ready(&plan, ctx).await.map_err(|resp| {
+            Error::explain(pingora::ErrorType::HTTPStatus(resp.status), resp.message)
+        })?;
+        ctx.addr = Some(addr);
+        ctx.plan = Some(plan);
+        Ok(())
+    }
+
     fn peer(&self, rt: &Runtime, plan: &Plan, addr: SocketAddr) -> HttpPeer {
         let t = &rt.timeouts;
         let mut peer = HttpPeer::new(addr, plan.tls, plan.host.to_string());
@@ -166,6 +233,10 @@ impl ProxyHttp for Gateway {
             secret: None,
             retrying_401: false,
             caller: None,
+            body: None,
+            send: None,
+            strategy: None,
+            no_replay: false,
             admin: false,
             _in_flight: None,
         }
@@ -194,6 +265,11 @@ impl ProxyHttp for Gateway {
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         if ctx.retrying_401 {
             self.renew_credential(ctx).await?;
+        } else if let Some(a) = ctx.strategy.as_mut() {
+            a.made += 1;
+            if a.made > 1 {
+                self.next_target(ctx).await?;
+            }
         }
         match (&ctx.plan, ctx.addr) {
             (Some(plan), Some(addr)) => Ok(Box::new(self.peer(&ctx.rt, plan, addr))),
@@ -204,12 +280,31 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // The client's body was read before the attempt: Pingora hands over what its retry
+        // buffer holds, and the attempt sends the kept body (its target's version) instead.
+        if let Some(send) = &ctx.send {
+            *body = (!send.is_empty()).then(|| send.clone());
+        }
+        Ok(())
+    }
+
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,
         req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if let Some(send) = &ctx.send {
+            req.remove_header(&http::header::TRANSFER_ENCODING);
+            req.insert_header(http::header::CONTENT_LENGTH, send.len())?;
+        }
         match &ctx.plan {
             Some(plan) => upstream::rewrite(
                 req,
@@ -228,7 +323,17 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        self.on_upstream_status(session, resp.status.as_u16(), ctx)
+        self.on_upstream_status(session, resp.status.as_u16(), ctx)?;
+        if ctx.strategy.is_some() {
+            let outcome = attempts::status_outcome(resp);
+            if self.after_attempt(session, ctx, outcome) {
+                return Err(attempts::next_attempt());
+            }
+            if let Some(a) = &ctx.strategy {
+                a.mark(resp);
+            }
+        }
+        Ok(())
     }
 
     fn error_while_proxy(
@@ -240,8 +345,16 @@ impl ProxyHttp for Gateway {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("peer {peer}"));
-        if ctx.retrying_401 && matches!(e.etype(), pingora::ErrorType::HTTPStatus(401)) {
+        if *e.etype() == attempts::NEXT_ATTEMPT
+            || (ctx.retrying_401 && matches!(e.etype(), pingora::ErrorType::HTTPStatus(401)))
+        {
             // Our own request to retry: the body is buffered (checked before asking).
+            return e;
+        }
+        if ctx.strategy.is_some() {
+            let outcome = attempts::error_outcome(&e);
+            let again = self.after_attempt(session, ctx, outcome);
+            e.set_retry(again);
             return e;
         }
         if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
@@ -255,19 +368,51 @@ impl ProxyHttp for Gateway {
 
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut Ctx,
-        e: Box<Error>,
+        mut e: Box<Error>,
     ) -> Box<Error> {
         self.warm.metrics.connect_error(ctx.provider());
+        if ctx.strategy.is_some() {
+            let again = self.after_attempt(session, ctx, Outcome::ConnectError);
+            e.set_retry(again);
+        }
         e
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
-        let code = match error::for_proxy_error(e) {
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        ctx: &Ctx,
+        e: &Error,
+        _context: pingora::proxy::ProxyWarnLogContext,
+    ) -> bool {
+        // A strategy moving on is routine (counted in keyway_upstream_attempts_total).
+        *e.etype() == attempts::NEXT_ATTEMPT || ctx.strategy.is_some()
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let timed_out = match &ctx.strategy {
+            Some(a) => a.timed_out,
+            // A request timeout the caller set (x-portkey-request-timeout, request_timeout).
+            None => ctx
+                .plan
+                .as_ref()
+                .and_then(|p| p.read_timeout)
+                .filter(|_| attempts::error_outcome(e) == Outcome::Timeout),
+        };
+        let answer = match timed_out {
+            Some(t) if e.esource() == &pingora::ErrorSource::Upstream => {
+                Some(ErrorResponse::request_timeout(t.as_millis()))
+            }
+            _ => error::for_proxy_error(e),
+        };
+        let marks = ctx.strategy.as_ref().map(|a| a.marks());
+        let code = match answer {
             Some(resp) if session.response_written().is_none() => {
-                respond::error(session, &resp).await;
+                respond::error_with(session, &resp, marks.as_ref().map_or(&[][..], |m| &m[..]))
+                    .await;
                 resp.status
             }
             _ => 0,

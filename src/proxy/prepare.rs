@@ -1,8 +1,8 @@
 //! Preparing one request, in the order the arrows point: authenticate the caller, read what the
-//! request asks for, grant the virtual key it uses, route, then check the grant's allow-lists
-//! (reading the body's model only when some list restricts models) and the secret's workspaces,
-//! resolve the upstream and take the credential from its cache. On any error nothing has left
-//! keyway.
+//! request asks for, grant the virtual key each target uses, plan every target, then check the
+//! grants' allow-lists (reading the body's model only when some list restricts models) and the
+//! secrets' workspaces, keep the body when a strategy needs it, resolve the first target and
+//! take its credential from the cache. On any error nothing has left keyway.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,12 +10,13 @@ use std::time::SystemTime;
 
 use pingora::proxy::Session;
 
-use super::{authorize, request_host, Ctx, Gateway};
+use super::attempts::{self, Attempts};
+use super::{authorize, body, request_host, Ctx, Gateway};
 use crate::auth::gate::Refusal;
 use crate::cache::tokens::{CachedToken, TokenSlot};
-use crate::error::{ErrorResponse, GatewayError};
+use crate::error::{ErrorResponse, GatewayError, BODY_CHECK_LIMIT};
 use crate::routing::custom_host::ip_is_forbidden;
-use crate::routing::{Access, RouteError, SecretAuth, UpstreamAuth};
+use crate::routing::{Access, Plan, RouteError, SecretAuth, UpstreamAuth};
 
 impl Gateway {
     pub(super) async fn prepare(
@@ -43,28 +44,118 @@ impl Gateway {
             .router
             .parse(&req.uri, request_host(req), &req.headers)
             .map_err(route_err)?;
-        let named = parsed.virtual_key(&req.headers).map_err(route_err)?;
-        let grant = rt.auth.grant(caller, named).map_err(refused)?;
-        let access = Access {
-            enforced: rt.auth.enforced(),
-            virtual_key: grant.virtual_key.map(|v| &*v.id),
-            workspace: grant.caller.as_ref().and_then(|c| c.workspace.as_deref()),
-        };
-        let plan = rt
-            .router
-            .plan(parsed, &req.uri, &req.headers, access)
-            .map_err(route_err)?;
-        rt.auth
-            .authorize(&grant, plan.provider, None)
-            .map_err(refused)?;
-        if rt.auth.restricts_models(&grant) {
-            let model = authorize::read_model(session).await?;
+        // Every target is granted and planned before anything is sent: a config whose second
+        // target the caller may not use is refused whole.
+        let n = rt.router.targets(&parsed);
+        let mut grants = Vec::with_capacity(n);
+        let mut plans = Vec::with_capacity(n);
+        for leaf in 0..n {
+            let named = parsed.virtual_key(leaf, &req.headers).map_err(route_err)?;
+            let grant = rt.auth.grant(caller.clone(), named).map_err(refused)?;
+            let access = Access {
+                enforced: rt.auth.enforced(),
+                virtual_key: grant.virtual_key.map(|v| &*v.id),
+                workspace: grant.caller.as_ref().and_then(|c| c.workspace.as_deref()),
+            };
+            let plan = rt
+                .router
+                .plan(&parsed, leaf, &req.uri, &req.headers, access)
+                .map_err(route_err)?;
             rt.auth
-                .authorize(&grant, plan.provider, Some(&model))
+                .authorize(&grant, plan.provider, None)
                 .map_err(refused)?;
+            plans.push(plan);
+            grants.push(grant);
         }
-        let workspace = grant.caller.as_ref().and_then(|c| c.workspace.clone());
-        ctx.caller = grant.caller;
+        let workspace = caller.as_ref().and_then(|c| c.workspace.clone());
+        for plan in &plans {
+            if let Some(e) = &plan.secret {
+                if !e.allows(workspace.as_deref()) {
+                    return Err(ErrorResponse::from(&GatewayError::SecretForbidden {
+                        slug: e.slug().clone(),
+                        workspace,
+                    }));
+                }
+            }
+        }
+        let needs = rt.router.needs(&parsed);
+        let checks_models = grants.iter().any(|g| rt.auth.restricts_models(g));
+        let providers: Vec<_> = match checks_models {
+            true => plans.iter().map(|p| p.provider).collect(),
+            false => Vec::new(),
+        };
+        let strategy = needs.and_then(|_| rt.router.strategy(&parsed, std::mem::take(&mut plans)));
+        // The body is kept when a model must be checked, conditions read it, a target
+        // overrides its params or a later attempt may send it again.
+        let must = checks_models || needs.is_some_and(|n| n.reads_params || n.overrides);
+        if must || needs.is_some_and(|n| n.attempts > 1) {
+            let limit = match checks_models {
+                true => rt.timeouts.replay_limit.max(BODY_CHECK_LIMIT),
+                false => rt.timeouts.replay_limit,
+            };
+            ctx.body = body::keep(session, limit, must).await?;
+            // A body over the limit goes to the first target only, even when it would fit
+            // Pingora's own retry buffer.
+            ctx.no_replay = ctx.body.is_none()
+                && session
+                    .req_header()
+                    .headers
+                    .contains_key(http::header::CONTENT_LENGTH);
+        }
+        if checks_models {
+            let model = authorize::model_of(ctx.body.as_ref())?;
+            for (grant, provider) in grants.iter().zip(providers) {
+                rt.auth
+                    .authorize(grant, provider, Some(&model))
+                    .map_err(refused)?;
+            }
+        }
+        ctx.caller = grants.into_iter().next().and_then(|g| g.caller);
+        let plan = match strategy {
+            None => plans.swap_remove(0),
+            Some(tree) => {
+                let inputs = attempts::env_inputs(session, ctx.body.as_ref(), tree.reads_params());
+                let (a, first) = Attempts::start(tree, inputs, session.req_header().uri.path())
+                    .map_err(|problem| {
+                        ErrorResponse::from(&RouteError::BadHeader {
+                            header: "x-portkey-config",
+                            problem,
+                        })
+                    })?;
+                let plan = a.plan(first).clone();
+                ctx.send = self.body_for(&a, ctx.body.as_ref());
+                ctx.strategy = Some(Box::new(a));
+                plan
+            }
+        };
+        if ctx.send.is_none() {
+            ctx.send = ctx.body.clone();
+        }
+        ctx.addr = Some(self.ready(&plan, ctx).await?);
+        ctx.plan = Some(plan);
+        Ok(())
+    }
+
+    /// What an attempt on the walk's current target sends: the kept body with the target's
+    /// `override_params`.
+    pub(super) fn body_for(
+        &self,
+        a: &Attempts,
+        body: Option<&bytes::Bytes>,
+    ) -> Option<bytes::Bytes> {
+        let body = body?;
+        Some(match a.overrides() {
+            Some(o) => body::with_overrides(body, o),
+            None => body.clone(),
+        })
+    }
+
+    /// Resolves the plan's host and takes its credential from the cache: the upstream address.
+    pub(super) async fn ready(
+        &self,
+        plan: &Plan,
+        ctx: &mut Ctx,
+    ) -> Result<SocketAddr, ErrorResponse> {
         let ip =
             self.warm.dns.addr_for(&plan.host).await.map_err(|_| {
                 ErrorResponse::from(&GatewayError::UnresolvableHost(plan.host.clone()))
@@ -75,15 +166,9 @@ impl Gateway {
             );
             return Err(ErrorResponse::from(&e));
         }
-        if let Some(e) = &plan.secret {
-            if !e.allows(workspace.as_deref()) {
-                return Err(ErrorResponse::from(&GatewayError::SecretForbidden {
-                    slug: e.slug().clone(),
-                    workspace,
-                }));
-            }
-        }
         let failed = |e: GatewayError| ErrorResponse::from(&e);
+        ctx.token = None;
+        ctx.secret = None;
         match &plan.auth {
             Some(UpstreamAuth::Token(slot)) => {
                 ctx.token = Some(self.token(slot).await.map_err(failed)?)
@@ -93,9 +178,7 @@ impl Gateway {
             }
             _ => {}
         }
-        ctx.addr = Some(SocketAddr::new(ip, plan.port));
-        ctx.plan = Some(plan);
-        Ok(())
+        Ok(SocketAddr::new(ip, plan.port))
     }
 
     /// The slot's token, fetched (single flight) if it has none.

@@ -8,6 +8,15 @@ use crate::error::ErrorResponse;
 /// Writes a JSON error and closes the connection afterwards: the request body may be unread,
 /// so the connection cannot safely carry another request.
 pub async fn error(session: &mut Session, resp: &ErrorResponse) {
+    error_with(session, resp, &[]).await
+}
+
+/// `error` with extra response headers.
+pub async fn error_with(
+    session: &mut Session,
+    resp: &ErrorResponse,
+    extra: &[(http::HeaderName, http::HeaderValue)],
+) {
     let body = resp.body();
     let mut header = match ResponseHeader::build(resp.status, Some(4)) {
         Ok(h) => h,
@@ -19,7 +28,10 @@ pub async fn error(session: &mut Session, resp: &ErrorResponse) {
         && header.insert_header("content-length", body.len()).is_ok()
         && resp
             .www_authenticate
-            .is_none_or(|v| header.insert_header("www-authenticate", v).is_ok());
+            .is_none_or(|v| header.insert_header("www-authenticate", v).is_ok())
+        && extra
+            .iter()
+            .all(|(k, v)| header.insert_header(k.clone(), v.clone()).is_ok());
     if !ok {
         return;
     }

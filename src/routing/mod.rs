@@ -12,6 +12,7 @@ pub mod custom_host;
 mod plan;
 pub mod portkey;
 mod portkey_route;
+pub mod strategy;
 mod tables;
 pub mod url;
 
@@ -24,7 +25,9 @@ pub use credentials::{auth_for, default_scope, secret_auth, MappedKey};
 use custom_host::TrustedHosts;
 pub use plan::{AuthHeader, Plan, RouteError, SecretAuth, UpstreamAuth};
 pub use portkey_route::Parsed;
-pub use tables::{FixedHost, FrontDoor, HeaderCredentials, ProviderRoute, VirtualKeyRoute};
+pub use tables::{
+    FixedHost, FrontDoor, FrontDoorTarget, HeaderCredentials, ProviderRoute, VirtualKeyRoute,
+};
 
 use crate::vocab::{AuthStyle, RouteId, ANTHROPIC_VERSION};
 
@@ -50,10 +53,21 @@ pub struct Access<'a> {
 /// the JSON.
 #[derive(Debug, Clone)]
 pub struct StoredConfig {
-    /// Its first leaf target, resolved once.
-    pub target: portkey::PortkeyConfig,
+    /// Its strategy tree, parsed once (with its circuits attached).
+    pub tree: Arc<strategy::Tree<portkey::PortkeyConfig>>,
     /// `None`: every caller may name it.
     pub workspace: Option<Arc<str>>,
+}
+
+/// What a request's strategy needs from the proxy before its first attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Needs {
+    /// Most attempts the walk can make: above 1, the body is kept for replay.
+    pub attempts: u32,
+    /// Some condition reads the body's params.
+    pub reads_params: bool,
+    /// Some target overrides params in the body.
+    pub overrides: bool,
 }
 
 /// Everything the router holds, built by the runtime builder.
@@ -107,7 +121,12 @@ impl Router {
             .iter()
             .filter(|p| p.configured)
             .filter_map(|p| p.fixed.as_ref().map(|f| f.host.clone()))
-            .chain(self.routes.iter().map(|r| r.fixed.host.clone()))
+            .chain(self.routes.iter().flat_map(|r| {
+                r.targets
+                    .leaves()
+                    .iter()
+                    .map(|l| l.target.fixed.host.clone())
+            }))
             .collect();
         hosts.sort();
         hosts.dedup();
@@ -132,21 +151,60 @@ impl Router {
         }
     }
 
-    /// Plans a parsed request for a caller with `access`.
+    /// How many targets `parsed` has: each is planned (and its virtual key granted) before
+    /// anything is sent.
+    pub fn targets(&self, parsed: &Parsed<'_>) -> usize {
+        match parsed {
+            Parsed::FrontDoor(i) => self.routes[*i].targets.leaves().len(),
+            Parsed::Portkey(p) => p.leaf_count(),
+        }
+    }
+
+    /// Plans target `leaf` of a parsed request for a caller with `access`.
     pub fn plan(
         &self,
-        parsed: Parsed<'_>,
+        parsed: &Parsed<'_>,
+        leaf: usize,
         uri: &Uri,
         headers: &HeaderMap,
         access: Access<'_>,
     ) -> Result<Plan, RouteError> {
         match parsed {
-            Parsed::FrontDoor(i) => Ok(self.front_door(i, uri)),
-            Parsed::Portkey(p) => portkey_route::plan(self, p, headers, access),
+            Parsed::FrontDoor(i) => Ok(self.front_door(*i, leaf, uri)),
+            Parsed::Portkey(p) => portkey_route::plan(self, p, leaf, headers, access),
         }
     }
 
-    /// `parse` then `plan`, for callers that need no authorization step in between.
+    /// What the request's strategy needs from the proxy; `None` when the request is a single
+    /// attempt at its one target (no retry, no override): the proxy's plain path.
+    pub fn needs(&self, parsed: &Parsed<'_>) -> Option<Needs> {
+        fn of<L>(t: &strategy::Tree<L>) -> Option<Needs> {
+            (!t.is_plain()).then(|| Needs {
+                attempts: t.max_attempts(),
+                reads_params: t.reads_params(),
+                overrides: t.has_overrides(),
+            })
+        }
+        match parsed {
+            Parsed::FrontDoor(i) => of(&self.routes[*i].targets),
+            Parsed::Portkey(p) => of(p.tree.as_ref()?),
+        }
+    }
+
+    /// The strategy to walk, with one plan per target (in leaf order); `None` on the plain
+    /// path (see `needs`).
+    pub fn strategy(&self, parsed: &Parsed<'_>, plans: Vec<Plan>) -> Option<strategy::Tree<Plan>> {
+        fn of<L>(t: &strategy::Tree<L>, plans: Vec<Plan>) -> Option<strategy::Tree<Plan>> {
+            (!t.is_plain()).then(|| t.with_targets(plans))
+        }
+        match parsed {
+            Parsed::FrontDoor(i) => of(&self.routes[*i].targets, plans),
+            Parsed::Portkey(p) => of(p.tree.as_ref()?, plans),
+        }
+    }
+
+    /// `parse` then `plan` of the first target, for callers that need no authorization step
+    /// in between.
     pub fn route(
         &self,
         uri: &Uri,
@@ -155,7 +213,7 @@ impl Router {
         access: Access<'_>,
     ) -> Result<Plan, RouteError> {
         let parsed = self.parse(uri, host, headers)?;
-        self.plan(parsed, uri, headers, access)
+        self.plan(&parsed, 0, uri, headers, access)
     }
 
     fn match_route(&self, path: &str, host: Option<&str>) -> Option<usize> {
@@ -169,19 +227,21 @@ impl Router {
         })
     }
 
-    fn front_door(&self, i: usize, uri: &Uri) -> Plan {
+    fn front_door(&self, i: usize, leaf: usize, uri: &Uri) -> Plan {
         let r = &self.routes[i];
+        let l = &r.targets.leaves()[leaf];
+        let t = &l.target;
         let path = uri.path();
         let rest = if r.strip_prefix {
             &path[r.path_prefix.len()..]
         } else {
             path
         };
-        let new_path = if !r.strip_prefix && r.base.path.is_empty() {
+        let new_path = if !r.strip_prefix && t.base.path.is_empty() {
             None
         } else {
-            let mut p = String::with_capacity(r.base.path.len() + rest.len() + 64);
-            p.push_str(&r.base.path);
+            let mut p = String::with_capacity(t.base.path.len() + rest.len() + 64);
+            p.push_str(&t.base.path);
             if !rest.starts_with('/') {
                 p.push('/');
             }
@@ -190,19 +250,19 @@ impl Router {
             Some(p)
         };
         Plan {
-            provider: r.provider,
+            provider: t.provider,
             route: RouteId(i + 2),
-            tls: r.base.tls,
-            host: r.fixed.host.clone(),
-            port: r.base.port,
-            host_header: r.fixed.host_header.clone(),
+            tls: t.base.tls,
+            host: t.fixed.host.clone(),
+            port: t.base.port,
+            host_header: t.fixed.host_header.clone(),
             path: new_path,
-            auth: r.auth.clone(),
-            add_anthropic_version: r.provider.auth_style() == AuthStyle::Anthropic,
+            auth: t.auth.clone(),
+            add_anthropic_version: t.provider.auth_style() == AuthStyle::Anthropic,
             check_resolved_ips: false,
-            read_timeout: None,
+            read_timeout: l.timeout,
             virtual_key: None,
-            secret: r.secret.clone(),
+            secret: t.secret.clone(),
         }
     }
 }

@@ -1,9 +1,11 @@
-//! The `x-portkey-config` JSON (WIRE.md §1): parsed leniently (Portkey configs carry many keys
-//! keyway does not act on) but with both spellings of the Azure fields (snake_case on the wire,
-//! camelCase in seed 000). Nested `targets` resolve to the first leaf, inheriting unset fields
-//! from their parents.
+//! The `x-portkey-config` JSON (WIRE.md §1): parsed into a strategy tree (`strategy::parse`),
+//! whose leaves are read leniently (Portkey configs carry many keys keyway does not act on) but
+//! with both spellings of the Azure fields (snake_case on the wire, camelCase in seed 000).
+//! Every leaf has already inherited what its ancestors set.
 
 use serde::Deserialize;
+
+use super::strategy::{self, ParseOptions, Tree};
 
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct PortkeyConfig {
@@ -24,8 +26,6 @@ pub struct PortkeyConfig {
     pub azure_ad_token: Option<String>,
     #[serde(alias = "customHost")]
     pub custom_host: Option<String>,
-    #[serde(alias = "requestTimeout")]
-    pub request_timeout: Option<u64>,
     #[serde(alias = "awsRegion")]
     pub aws_region: Option<String>,
     #[serde(alias = "azureEntraTenantId")]
@@ -40,71 +40,54 @@ pub struct PortkeyConfig {
     pub azure_managed_client_id: Option<String>,
     #[serde(alias = "azureWorkloadClientId")]
     pub azure_workload_client_id: Option<String>,
-    #[serde(default)]
-    pub targets: Vec<PortkeyConfig>,
 }
 
-impl PortkeyConfig {
-    /// Parses the header value. The error says what is wrong without echoing the value, which
-    /// may carry keys.
-    pub fn parse(raw: &str) -> Result<PortkeyConfig, String> {
-        let trimmed = raw.trim_start();
-        if !trimmed.starts_with('{') {
-            return Err("must be a JSON object or a stored config's slug".into());
-        }
-        serde_json::from_str(trimmed).map_err(|e| {
-            format!(
-                "is not valid config JSON ({} at line {} column {})",
-                classify(&e),
-                e.line(),
-                e.column()
-            )
+/// Parses the header value (or a stored config's text) into its strategy tree. The error says
+/// what is wrong without echoing the value, which may carry keys.
+pub fn parse_config(raw: &str, opts: &ParseOptions<'_>) -> Result<Tree<PortkeyConfig>, String> {
+    let trimmed = raw.trim_start();
+    if !trimmed.starts_with('{') {
+        return Err("must be a JSON object or a stored config's slug".into());
+    }
+    let value: serde_json::Value = serde_json::from_str(trimmed).map_err(|e| {
+        format!(
+            "is not valid config JSON ({} at line {} column {})",
+            classify(&e),
+            e.line(),
+            e.column()
+        )
+    })?;
+    strategy::parse(&value, opts, |_, merged| {
+        PortkeyConfig::deserialize(merged).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => "a field has the wrong type".to_owned(),
+            _ => "is not a valid target".to_owned(),
         })
-    }
+    })
+    .map_err(|e| e.to_string())
+}
 
-    /// Every virtual key the config names, at any depth.
-    pub fn virtual_keys(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = self.virtual_key.as_deref().into_iter().collect();
-        for t in &self.targets {
-            out.extend(t.virtual_keys());
-        }
-        out
-    }
+/// `parse_config` with no request headers to apply: stored configs and validation.
+pub fn parse_stored(raw: &str) -> Result<Tree<PortkeyConfig>, String> {
+    parse_config(
+        raw,
+        &ParseOptions {
+            root_path: "config",
+            default_retry: None,
+            default_timeout: None,
+        },
+    )
+}
 
-    /// The first leaf target, with unset fields inherited from its ancestors.
-    pub fn first_target(mut self) -> PortkeyConfig {
-        while !self.targets.is_empty() {
-            let mut child = self.targets.swap_remove(0);
-            child.inherit(&self);
-            self = child;
-        }
-        self
-    }
-
-    fn inherit(&mut self, parent: &PortkeyConfig) {
-        macro_rules! take {
-            ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = parent.$f.clone(); } )* };
-        }
-        take!(
-            provider,
-            api_key,
-            virtual_key,
-            resource_name,
-            deployment_id,
-            api_version,
-            azure_auth_mode,
-            azure_ad_token,
-            custom_host,
-            request_timeout,
-            aws_region,
-            azure_entra_tenant_id,
-            azure_entra_client_id,
-            azure_entra_client_secret,
-            azure_entra_scope,
-            azure_managed_client_id,
-            azure_workload_client_id
-        );
-    }
+/// Every virtual key a config's targets name.
+pub fn virtual_keys(tree: &Tree<PortkeyConfig>) -> Vec<&str> {
+    let mut out: Vec<&str> = tree
+        .leaves()
+        .iter()
+        .filter_map(|l| l.target.virtual_key.as_deref())
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// serde_json's messages quote the offending input for some errors; keep only the category.
@@ -121,12 +104,15 @@ fn classify(e: &serde_json::Error) -> &'static str {
 mod tests {
     use super::*;
 
+    fn first(raw: &str) -> PortkeyConfig {
+        parse_stored(raw).unwrap().leaves()[0].target.clone()
+    }
+
     #[test]
     fn accepts_both_spellings() {
-        let c = PortkeyConfig::parse(
+        let c = first(
             r#"{"provider":"azure-openai","resourceName":"r","deployment_id":"d","azureAuthMode":"apiKey","apiKey":"k"}"#,
-        )
-        .unwrap();
+        );
         assert_eq!(c.resource_name.as_deref(), Some("r"));
         assert_eq!(c.deployment_id.as_deref(), Some("d"));
         assert_eq!(c.azure_auth_mode.as_deref(), Some("apiKey"));
@@ -134,26 +120,29 @@ mod tests {
     }
 
     #[test]
-    fn nested_targets_resolve_to_first_leaf_with_inheritance() {
-        let c = PortkeyConfig::parse(
+    fn nested_targets_inherit_from_their_parents() {
+        let t = parse_stored(
             r#"{"strategy":{"mode":"fallback"},"request_timeout":1000,"targets":[
                  {"provider":"azure-openai","resource_name":"r","targets":[{"deployment_id":"d1"},{"deployment_id":"d2"}]},
-                 {"provider":"openai"}]}"#,
+                 {"provider":"openai","virtual_key":"vk-b"}]}"#,
         )
-        .unwrap()
-        .first_target();
-        assert_eq!(c.provider.as_deref(), Some("azure-openai"));
-        assert_eq!(c.resource_name.as_deref(), Some("r"));
-        assert_eq!(c.deployment_id.as_deref(), Some("d1"));
-        assert_eq!(c.request_timeout, Some(1000));
+        .unwrap();
+        let l = &t.leaves()[0];
+        assert_eq!(l.target.provider.as_deref(), Some("azure-openai"));
+        assert_eq!(l.target.resource_name.as_deref(), Some("r"));
+        assert_eq!(l.target.deployment_id.as_deref(), Some("d1"));
+        assert_eq!(l.timeout, Some(std::time::Duration::from_millis(1000)));
+        assert_eq!(&*l.path, "config.targets[0].targets[0]");
+        assert_eq!(virtual_keys(&t), vec!["vk-b"]);
     }
 
     #[test]
     fn errors_do_not_echo_the_value() {
-        let e = PortkeyConfig::parse(r#"{"api_key":"sk-secret-123"#).unwrap_err();
+        let e = parse_stored(r#"{"api_key":"sk-secret-123"#).unwrap_err();
         assert!(!e.contains("sk-secret"), "{e}");
-        let e = PortkeyConfig::parse(r#"{"api_key": 12}"#).unwrap_err();
+        let e = parse_stored(r#"{"api_key": 12}"#).unwrap_err();
         assert!(e.contains("wrong type"), "{e}");
-        assert!(PortkeyConfig::parse("pc-stored-123").is_err());
+        assert!(!e.contains("12"), "{e}");
+        assert!(parse_stored("pc-stored-123").is_err());
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use super::credentials::MappedKey;
+use super::strategy::Tree;
 use super::url::BaseUrl;
 use super::UpstreamAuth;
 use crate::cache::secrets::Entry;
@@ -50,17 +51,24 @@ pub struct ProviderRoute {
     pub configured: bool,
 }
 
-/// One `[[routes]]` entry: a path prefix (and host) sent to a fixed upstream with the route's
+/// One `[[routes]]` entry: a path prefix (and host) sent to fixed upstreams, each with its own
 /// credential.
 #[derive(Debug)]
 pub struct FrontDoor {
     pub name: String,
     pub path_prefix: String,
     pub host: Option<String>,
+    pub strip_prefix: bool,
+    /// One target (a plain route), or several walked by the route's strategy.
+    pub targets: Arc<Tree<FrontDoorTarget>>,
+}
+
+/// One upstream of a front-door route and the credential it gets.
+#[derive(Debug)]
+pub struct FrontDoorTarget {
     pub provider: Provider,
     pub base: BaseUrl,
     pub fixed: FixedHost,
-    pub strip_prefix: bool,
     pub auth: Option<UpstreamAuth>,
     /// The secret entry behind `auth`, whose reference's workspace list the caller must be on.
     pub secret: Option<Arc<Entry>>,

@@ -12,6 +12,7 @@
 //! runtime goes live.
 
 mod auth;
+pub mod circuits;
 mod credentials;
 mod tables;
 mod warm_up;
@@ -75,6 +76,8 @@ pub struct Runtime {
     pub digest: String,
     /// Built without the store's objects (not loaded yet): not ready.
     pub awaits_store: bool,
+    /// The circuits of this runtime's stored configs and routes.
+    pub circuits: Vec<circuits::Circuit>,
 }
 
 /// What outlives a runtime: the caches, keyed by what they hold, and the clients they use.
@@ -94,6 +97,8 @@ pub struct Warm {
     validators: Mutex<Vec<Arc<JwtValidator>>>,
     /// Why the store's objects are not loaded (for `/readyz`), while they are not.
     store_problem: Mutex<Option<String>>,
+    /// Circuit breakers, kept across rebuilds.
+    pub circuits: circuits::Circuits,
 }
 
 impl Warm {
@@ -119,6 +124,7 @@ impl Warm {
             ),
             validators: Mutex::new(Vec::new()),
             store_problem: Mutex::new(None),
+            circuits: circuits::Circuits::default(),
         }
     }
 
@@ -155,7 +161,8 @@ pub fn digest_of(text: &str) -> String {
 pub fn build(config: &Config, digest: String, warm: &Warm) -> Result<Runtime, BuildError> {
     let identity = warm.identity.clone();
     let mut creds = credentials::Builder::new(config, warm, identity.clone());
-    let router = tables::router(config, &mut creds, identity)?;
+    let mut circuits = Vec::new();
+    let router = tables::router(config, &mut creds, identity, &warm.circuits, &mut circuits)?;
     let (auth, jwks) = auth::authenticator(config, warm)?;
     let credentials::Built {
         pinned,
@@ -178,6 +185,7 @@ pub fn build(config: &Config, digest: String, warm: &Warm) -> Result<Runtime, Bu
         jwks,
         digest,
         awaits_store: false,
+        circuits,
     })
 }
 
@@ -191,6 +199,7 @@ impl Runtime {
         warm.tokens.pin(&self.pinned);
         warm.secrets.set_policy(self.secret_policy.clone());
         warm.secrets.activate(&self.secrets);
+        warm.circuits.retain(&self.circuits);
         if let Some(p) = previous {
             warm.metrics.retire_routes(&p.routes, &self.routes);
             for (name, _) in &p.pinned {

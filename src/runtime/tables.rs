@@ -3,15 +3,17 @@
 //! once.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use super::circuits::{Circuit, Circuits};
 use super::credentials::Builder;
 use super::BuildError;
 use crate::config::Config;
 use crate::credentials::spec::IdentityContext;
 use crate::routing::url::BaseUrl;
 use crate::routing::{
-    FixedHost, FrontDoor, HeaderCredentials, MappedKey, ProviderRoute, Router, RouterParts,
-    StoredConfig, VirtualKeyRoute,
+    FixedHost, FrontDoor, FrontDoorTarget, HeaderCredentials, MappedKey, ProviderRoute, Router,
+    RouterParts, StoredConfig, VirtualKeyRoute,
 };
 use crate::vocab::Provider;
 
@@ -19,31 +21,56 @@ pub fn router(
     config: &Config,
     creds: &mut Builder<'_>,
     identity: IdentityContext,
+    circuits: &Circuits,
+    used: &mut Vec<Circuit>,
 ) -> Result<Router, BuildError> {
     let providers = providers(config, creds)?;
     let mut routes = Vec::with_capacity(config.routes.len());
     for r in &config.routes {
-        let (auth, secret) = creds
-            .credential(r.provider, &r.credential, &r.upstream.host)
-            .map_err(|e| {
-                BuildError::Routing(format!(
-                    "routes.{}: credential {}: {e}",
-                    r.name, r.credential
-                ))
-            })?;
+        let mut targets = r.targets.clone().try_map(|path, t| {
+            let (auth, secret) = creds
+                .credential(t.provider, &t.credential, &t.upstream.host)
+                .map_err(|e| {
+                    BuildError::Routing(format!(
+                        "routes.{} ({path}): credential {}: {e}",
+                        r.name, t.credential
+                    ))
+                })?;
+            Ok::<_, BuildError>(FrontDoorTarget {
+                provider: t.provider,
+                fixed: FixedHost::of(&t.upstream).ok_or_else(|| {
+                    BuildError::Routing(format!(
+                        "routes.{} ({path}): upstream has no fixed host",
+                        r.name
+                    ))
+                })?,
+                base: t.upstream.clone(),
+                auth,
+                secret,
+            })
+        })?;
+        targets.attach_breakers(|path, cfg| {
+            circuits.circuit(&format!("route:{}", r.name), path, cfg, used)
+        });
         routes.push(FrontDoor {
             name: r.name.clone(),
             path_prefix: r.path_prefix.clone(),
             host: r.host.clone(),
-            provider: r.provider,
-            fixed: FixedHost::of(&r.upstream).ok_or_else(|| {
-                BuildError::Routing(format!("routes.{}: upstream has no fixed host", r.name))
-            })?,
-            base: r.upstream.clone(),
             strip_prefix: r.strip_prefix,
-            auth,
-            secret,
+            targets: Arc::new(targets),
         });
+    }
+    let mut configs = HashMap::with_capacity(config.configs.len());
+    for (slug, c) in &config.configs {
+        let mut tree = c.config.clone();
+        tree.attach_breakers(|path, cfg| {
+            circuits.circuit(&format!("config:{slug}"), path, cfg, used)
+        });
+        let stored = StoredConfig {
+            tree: Arc::new(tree),
+            workspace: c.workspace.clone(),
+        };
+        configs.insert(slug.clone(), stored);
     }
     let mut virtual_keys = HashMap::new();
     for vk in config.auth.virtual_keys.iter() {
@@ -80,17 +107,7 @@ pub fn router(
             workload: config.identity.workload.clone(),
             ambient: config.identity.ambient_from_headers,
         },
-        configs: config
-            .configs
-            .iter()
-            .map(|(slug, c)| {
-                let stored = StoredConfig {
-                    target: c.config.clone().first_target(),
-                    workspace: c.workspace.clone(),
-                };
-                (slug.clone(), stored)
-            })
-            .collect(),
+        configs,
     }))
 }
 

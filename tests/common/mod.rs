@@ -40,6 +40,8 @@ pub struct Recorded {
     pub uri: String,
     pub headers: http::HeaderMap,
     pub body: Bytes,
+    /// When the fake received the request head (for measuring gaps between attempts).
+    pub at: Instant,
 }
 
 impl Recorded {
@@ -62,6 +64,16 @@ pub enum Reply {
         rest: Vec<Bytes>,
     },
     Delay(Duration, Box<Reply>),
+    /// Answers `status` with `headers` (content-type `text/event-stream` unless given), then
+    /// sends `chunks` one per `gap`. With `abort`, the connection is cut after the last chunk
+    /// instead of ending the body (an upstream failing mid-stream).
+    Stream {
+        status: u16,
+        headers: Vec<(&'static str, &'static str)>,
+        chunks: Vec<Bytes>,
+        gap: Duration,
+        abort: bool,
+    },
 }
 
 impl Reply {
@@ -70,6 +82,29 @@ impl Reply {
             status: 200,
             body: body.into(),
             headers: vec![],
+        }
+    }
+
+    /// A JSON answer with `status`.
+    pub fn status(status: u16, body: &str) -> Reply {
+        Reply::Json {
+            status,
+            body: body.into(),
+            headers: vec![],
+        }
+    }
+
+    /// A 200 SSE stream of `chunks`, one per `gap`, ending normally.
+    pub fn sse(chunks: &[&'static str], gap: Duration) -> Reply {
+        Reply::Stream {
+            status: 200,
+            headers: vec![],
+            chunks: chunks
+                .iter()
+                .map(|c| Bytes::from_static(c.as_bytes()))
+                .collect(),
+            gap,
+            abort: false,
         }
     }
 }
@@ -148,11 +183,15 @@ impl Drop for FakeUpstream {
     }
 }
 
+/// Body errors cut the connection (`Reply::Stream` with `abort`).
+type FakeBody = BoxBody<Bytes, std::io::Error>;
+
 async fn handle(
     req: Request<Incoming>,
     rec: Arc<Mutex<Vec<Recorded>>>,
     responder: Arc<Responder>,
-) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
+) -> Result<Response<FakeBody>, Infallible> {
+    let at = Instant::now();
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -164,13 +203,14 @@ async fn handle(
         uri: parts.uri.to_string(),
         headers: parts.headers,
         body,
+        at,
     };
     let reply = responder(&r);
     rec.lock().unwrap().push(r);
     Ok(render(reply).await)
 }
 
-async fn render(reply: Reply) -> Response<BoxBody<Bytes, Infallible>> {
+async fn render(reply: Reply) -> Response<FakeBody> {
     let mut reply = reply;
     while let Reply::Delay(d, inner) = reply {
         tokio::time::sleep(d).await;
@@ -188,10 +228,15 @@ async fn render(reply: Reply) -> Response<BoxBody<Bytes, Infallible>> {
             for (k, v) in headers {
                 b = b.header(k, v);
             }
-            b.body(Full::new(Bytes::from(body)).boxed()).unwrap()
+            b.body(
+                Full::new(Bytes::from(body))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+            .unwrap()
         }
         Reply::GatedStream { first, gate, rest } => {
-            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(8);
+            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(8);
             tokio::spawn(async move {
                 let _ = tx.send(Ok(Frame::data(first))).await;
                 gate.notified().await;
@@ -204,6 +249,42 @@ async fn render(reply: Reply) -> Response<BoxBody<Bytes, Infallible>> {
                 .status(200)
                 .header("content-type", "text/event-stream")
                 .body(BodyExt::boxed(StreamBody::new(stream)))
+                .unwrap()
+        }
+        Reply::Stream {
+            status,
+            headers,
+            chunks,
+            gap,
+            abort,
+        } => {
+            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(8);
+            tokio::spawn(async move {
+                for (i, chunk) in chunks.into_iter().enumerate() {
+                    if i > 0 {
+                        tokio::time::sleep(gap).await;
+                    }
+                    let _ = tx.send(Ok(Frame::data(chunk))).await;
+                }
+                if abort {
+                    // Let the last chunk reach the wire before the connection is cut.
+                    tokio::time::sleep(gap).await;
+                    let _ = tx
+                        .send(Err(std::io::Error::other("fake upstream: cut mid-stream")))
+                        .await;
+                }
+            });
+            let mut b = Response::builder().status(status);
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
+                b = b.header("content-type", "text/event-stream");
+            }
+            for (k, v) in headers {
+                b = b.header(k, v);
+            }
+            b.body(BodyExt::boxed(StreamBody::new(tokio_stream_from(rx))))
                 .unwrap()
         }
         Reply::Delay(..) => unreachable!(),

@@ -161,6 +161,12 @@ pub struct UpstreamSection {
     pub read_timeout_ms: Option<u64>,
     /// How long an idle pooled upstream connection is kept. Default 60000.
     pub idle_timeout_ms: Option<u64>,
+    /// Request bodies up to this size are kept for replay on a strategy's later attempts.
+    pub replay_body_limit_bytes: Option<u64>,
+    /// Base of the exponential back-off between retries (Portkey's: 1000).
+    pub retry_backoff_ms: Option<u64>,
+    /// Attempts per request, all targets and retries together (1..=16).
+    pub max_attempts: Option<u32>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
@@ -204,9 +210,38 @@ pub struct RouteSection {
     pub name: String,
     pub path_prefix: String,
     pub host: Option<String>,
+    /// The provider of every target that names none.
     pub provider: String,
-    pub upstream: String,
+    /// Required unless every target sets its own.
+    pub upstream: Option<String>,
     #[serde(default)]
     pub strip_prefix: bool,
-    pub credential: String,
+    /// Required unless every target sets its own.
+    pub credential: Option<String>,
+    /// Portkey's `strategy` object (mode, on_status_codes, conditions, default, cb_config).
+    pub strategy: Option<toml::Table>,
+    /// Portkey's `retry` object (attempts, on_status_codes, use_retry_after_header).
+    pub retry: Option<toml::Table>,
+    /// Milliseconds per attempt.
+    pub request_timeout: Option<u64>,
+    #[serde(default)]
+    pub targets: Vec<RouteTargetSection>,
+}
+
+/// One target of a route (or of a group of targets): it takes from its parents what it does
+/// not set.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTargetSection {
+    pub name: Option<String>,
+    pub provider: Option<String>,
+    pub upstream: Option<String>,
+    pub credential: Option<String>,
+    pub weight: Option<toml::Value>,
+    pub strategy: Option<toml::Table>,
+    pub retry: Option<toml::Table>,
+    pub request_timeout: Option<u64>,
+    pub override_params: Option<toml::Table>,
+    #[serde(default)]
+    pub targets: Vec<RouteTargetSection>,
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::{base_view, file_view, keep_identity, only, required_str, take_str, Kind, Write};
 use crate::config::FileConfig;
 use crate::control::http::ApiError;
-use crate::routing::portkey::PortkeyConfig;
+use crate::routing::portkey;
 use crate::store::Row;
 
 pub struct Configs;
@@ -36,7 +36,7 @@ fn config(v: Value) -> Result<Value, ApiError> {
             ))
         }
     };
-    PortkeyConfig::parse(&text).map_err(|m| ApiError::field("config", m))?;
+    portkey::parse_stored(&text).map_err(|m| ApiError::field("config", m))?;
     serde_json::from_str(&text).map_err(|_| ApiError::field("config", "is not a JSON object"))
 }
 

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::config::FileConfig;
 use crate::control::http::ApiError;
-use crate::routing::portkey::PortkeyConfig;
+use crate::routing::portkey;
 use crate::store::Row;
 use crate::vocab::Provider;
 
@@ -236,21 +236,31 @@ impl Kind for VirtualKeys {
                 .filter(|k| k.virtual_key.as_deref() == Some(&row.slug))
                 .map(|k| format!("API key {} (config file)", k.name)),
         );
-        let names = |c: Option<PortkeyConfig>| {
-            c.is_some_and(|c| c.virtual_keys().contains(&row.slug.as_str()))
+        let names = |text: Option<&str>| {
+            text.and_then(|t| portkey::parse_stored(t).ok())
+                .is_some_and(|t| portkey::virtual_keys(&t).contains(&row.slug.as_str()))
         };
         users.extend(
             rows.iter()
                 .filter(|r| r.kind == "config")
-                .filter(|r| names(serde_json::from_value(r.secrets["config"].clone()).ok()))
+                .filter(|r| names(config_text(&r.secrets["config"]).as_deref()))
                 .map(|r| format!("config {}", r.slug)),
         );
         users.extend(
             file.configs
                 .iter()
-                .filter(|(_, c)| names(PortkeyConfig::parse(&c.config).ok()))
+                .filter(|(_, c)| names(Some(&c.config)))
                 .map(|(slug, _)| format!("config {slug} (config file)")),
         );
         users
+    }
+}
+
+/// A stored config's JSON as text (rows keep the object).
+fn config_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Object(_) => Some(v.to_string()),
+        _ => None,
     }
 }

@@ -10,7 +10,8 @@ mod azure;
 mod target;
 
 use super::custom_host::name_is_forbidden;
-use super::portkey::PortkeyConfig;
+use super::portkey::{parse_config, PortkeyConfig};
+use super::strategy::{ParseOptions, RetryPolicy, Tree, RETRY_STATUS_DEFAULT};
 use super::url::BaseUrl;
 use super::{auth_for, Access, Plan, ProviderRoute, RouteError, Router, UpstreamAuth, X_API_KEY};
 use crate::cache::secrets::Entry;
@@ -23,6 +24,9 @@ const PORTKEY_API_KEY: &str = "x-portkey-api-key";
 const VIRTUAL_KEY: &str = "x-portkey-virtual-key";
 const CUSTOM_HOST: &str = "x-portkey-custom-host";
 const REQUEST_TIMEOUT: &str = "x-portkey-request-timeout";
+const RETRY_COUNT: &str = "x-portkey-retry-count";
+/// Portkey's largest retry count.
+const MAX_RETRY_COUNT: u32 = 5;
 const AZURE_RESOURCE: &str = "x-portkey-azure-resource-name";
 const AZURE_DEPLOYMENT: &str = "x-portkey-azure-deployment-id";
 const AZURE_API_VERSION: &str = "x-portkey-azure-api-version";
@@ -46,13 +50,17 @@ pub(super) fn header<'a>(
     }
 }
 
-/// A field from its header, else from the config JSON.
+/// A field from the target's config, else from its header: a config's targets say where each
+/// of them goes, the headers fill in what they leave open (as in Portkey's gateway).
 pub(super) fn field<'a>(
     h: &'a HeaderMap,
     name: &'static str,
     from_config: Option<&'a str>,
 ) -> Result<Option<&'a str>, RouteError> {
-    Ok(header(h, name)?.or(from_config).filter(|v| !v.is_empty()))
+    match from_config.filter(|v| !v.is_empty()) {
+        Some(v) => Ok(Some(v)),
+        None => Ok(header(h, name)?.filter(|v| !v.is_empty())),
+    }
 }
 
 /// What a `/v1/{op}` request asks for, read from its Portkey headers once.
@@ -60,30 +68,51 @@ pub(super) fn field<'a>(
 pub struct PortkeyRequest<'r> {
     op: &'r str,
     query: Option<&'r str>,
-    /// The `x-portkey-config` JSON's first leaf target (empty without the header).
-    cfg: PortkeyConfig,
+    /// The `x-portkey-config` tree (or one leaf carrying `x-portkey-retry-count`); `None`: the
+    /// headers alone route.
+    pub(in crate::routing) tree: Option<Arc<Tree<PortkeyConfig>>>,
     /// The workspace of the stored config the header named, if it is a workspace's.
     config_workspace: Option<Arc<str>>,
 }
 
-/// A request as routing read it, before auth decides on its virtual key. Lives on the stack of
-/// one request: boxing the large variant would cost an allocation per request.
+/// A request as routing read it, before auth decides on its virtual keys.
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
 pub enum Parsed<'r> {
     /// Configured route number `i`.
     FrontDoor(usize),
     Portkey(PortkeyRequest<'r>),
 }
 
-impl Parsed<'_> {
-    /// The virtual key the request names (`x-portkey-virtual-key`, else the config JSON's
-    /// `virtual_key`), for auth to check; front-door routes name none.
-    pub fn virtual_key<'a>(&'a self, h: &'a HeaderMap) -> Result<Option<&'a str>, RouteError> {
+/// The empty target a request routed by headers alone plans from.
+static NO_CONFIG: std::sync::LazyLock<PortkeyConfig> =
+    std::sync::LazyLock::new(PortkeyConfig::default);
+
+impl<'r> Parsed<'r> {
+    /// The virtual key target `leaf` names (its config's `virtual_key`, else
+    /// `x-portkey-virtual-key`), for auth to check; front-door routes name none.
+    pub fn virtual_key<'a>(
+        &'a self,
+        leaf: usize,
+        h: &'a HeaderMap,
+    ) -> Result<Option<&'a str>, RouteError> {
         match self {
             Parsed::FrontDoor(_) => Ok(None),
-            Parsed::Portkey(p) => field(h, VIRTUAL_KEY, p.cfg.virtual_key.as_deref()),
+            Parsed::Portkey(p) => field(h, VIRTUAL_KEY, p.target(leaf).virtual_key.as_deref()),
         }
+    }
+}
+
+impl PortkeyRequest<'_> {
+    fn target(&self, leaf: usize) -> &PortkeyConfig {
+        match &self.tree {
+            Some(t) => &t.leaves()[leaf].target,
+            None => &NO_CONFIG,
+        }
+    }
+
+    /// The targets a plan is made for: one per leaf of the tree.
+    pub(in crate::routing) fn leaf_count(&self) -> usize {
+        self.tree.as_ref().map_or(1, |t| t.leaves().len())
     }
 }
 
@@ -94,7 +123,9 @@ pub(super) fn parse<'r>(
     h: &HeaderMap,
 ) -> Result<Parsed<'r>, RouteError> {
     let mut config_workspace = None;
-    let cfg = match header(h, CONFIG)? {
+    let timeout = request_timeout(h)?;
+    let retry = retry_count(h)?;
+    let tree = match header(h, CONFIG)? {
         // A slug, not JSON: a stored config (Portkey's `pc-…` ids are slugs too).
         Some(raw)
             if !raw.is_empty()
@@ -107,41 +138,52 @@ pub(super) fn parse<'r>(
                 problem: "names no stored config (send a config's slug or its JSON)".into(),
             })?;
             config_workspace = stored.workspace.clone();
-            stored.target.clone()
+            Some(stored.tree.clone())
         }
-        Some(raw) => PortkeyConfig::parse(raw)
-            .map_err(|problem| RouteError::BadHeader {
+        Some(raw) => {
+            let opts = ParseOptions {
+                root_path: "config",
+                default_retry: retry,
+                default_timeout: timeout,
+            };
+            let tree = parse_config(raw, &opts).map_err(|problem| RouteError::BadHeader {
                 header: "x-portkey-config",
                 problem,
-            })?
-            .first_target(),
-        None => PortkeyConfig::default(),
+            })?;
+            Some(Arc::new(tree))
+        }
+        None if retry.is_some() || timeout.is_some() => Some(Arc::new(Tree::single(
+            PortkeyConfig::default(),
+            "config",
+            retry.unwrap_or_default(),
+            timeout,
+        ))),
+        None => None,
     };
     Ok(Parsed::Portkey(PortkeyRequest {
         op,
         query,
-        cfg,
+        tree,
         config_workspace,
     }))
 }
 
+/// Plans target `leaf` of a parsed request for a caller with `access`.
 pub(super) fn plan(
     router: &Router,
-    req: PortkeyRequest<'_>,
+    req: &PortkeyRequest<'_>,
+    leaf: usize,
     h: &HeaderMap,
     access: Access<'_>,
 ) -> Result<Plan, RouteError> {
-    let PortkeyRequest {
-        op,
-        query,
-        mut cfg,
-        config_workspace,
-    } = req;
-    if let Some(w) = config_workspace {
-        if access.workspace != Some(&*w) {
+    let op = req.op;
+    let query = req.query;
+    if let Some(w) = &req.config_workspace {
+        if access.workspace != Some(&**w) {
             return Err(RouteError::ConfigForbidden);
         }
     }
+    let own = req.target(leaf);
     let vk = match access.virtual_key {
         None => None,
         Some(id) => Some((
@@ -151,15 +193,26 @@ pub(super) fn plan(
             ))?,
         )),
     };
-    if let Some((_, v)) = &vk {
-        // The virtual key's Azure fields fill in what the request leaves open.
-        cfg.resource_name = cfg.resource_name.take().or(v.resource_name.clone());
-        cfg.deployment_id = cfg.deployment_id.take().or(v.deployment_id.clone());
-        cfg.api_version = cfg.api_version.take().or(v.api_version.clone());
-    }
+    // The virtual key's Azure fields fill in what the target leaves open.
+    let filled;
+    let cfg = match &vk {
+        Some((_, v))
+            if (own.resource_name.is_none() && v.resource_name.is_some())
+                || (own.deployment_id.is_none() && v.deployment_id.is_some())
+                || (own.api_version.is_none() && v.api_version.is_some()) =>
+        {
+            let mut c = own.clone();
+            c.resource_name = c.resource_name.take().or(v.resource_name.clone());
+            c.deployment_id = c.deployment_id.take().or(v.deployment_id.clone());
+            c.api_version = c.api_version.take().or(v.api_version.clone());
+            filled = c;
+            &filled
+        }
+        _ => own,
+    };
     let provider = match &vk {
         Some((_, v)) => v.provider,
-        None => provider_of(h, &cfg)?,
+        None => provider_of(h, cfg)?,
     };
     if provider == Provider::Bedrock && header(h, AWS_ACCESS_KEY_ID)?.is_some() {
         return Err(RouteError::Unsupported {
@@ -174,16 +227,19 @@ pub(super) fn plan(
     let check_resolved_ips = custom_base.as_ref().is_some_and(|(_, check)| *check);
     let base = custom_base.as_ref().map_or(&pr.base, |(b, _)| b);
 
-    let (host, host_header) = concrete_host(provider, base, pr, custom_base.is_some(), h, &cfg)?;
-    let path = upstream_path(provider, base, pr, op, query, h, &cfg)?;
+    let (host, host_header) = concrete_host(provider, base, pr, custom_base.is_some(), h, cfg)?;
+    let path = upstream_path(provider, base, pr, op, query, h, cfg)?;
     let (auth, secret) = match (&vk, access.enforced) {
         (Some((_, v)), _) => (v.auth.clone(), v.secret.clone()),
         // Enforced posture without a virtual key: the caller's headers hold a gateway
         // credential, never a provider key, so only the config's provider key can serve.
         (None, true) => configured_key_auth(provider, pr, op)?,
-        (None, false) => upstream_auth(router, provider, pr, op, &host, h, &cfg)?,
+        (None, false) => upstream_auth(router, provider, pr, op, &host, h, cfg)?,
     };
-    let read_timeout = request_timeout(h, cfg.request_timeout)?;
+    let read_timeout = match &req.tree {
+        Some(t) => t.leaves()[leaf].timeout,
+        None => None,
+    };
     Ok(Plan {
         provider,
         route: RouteId::PORTKEY,
@@ -325,26 +381,39 @@ fn client_key(h: &HeaderMap, style: AuthStyle) -> Result<Option<(&'static str, &
     Ok(None)
 }
 
-fn request_timeout(
-    h: &HeaderMap,
-    from_config: Option<u64>,
-) -> Result<Option<Duration>, RouteError> {
-    let ms = match header(h, REQUEST_TIMEOUT)? {
-        Some(raw) => Some(raw.parse::<u64>().map_err(|_| {
-            bad(
-                "x-portkey-request-timeout",
-                "must be a whole number of milliseconds",
-            )
-        })?),
-        None => from_config,
+/// `x-portkey-request-timeout`: milliseconds per attempt.
+fn request_timeout(h: &HeaderMap) -> Result<Option<Duration>, RouteError> {
+    let Some(raw) = header(h, REQUEST_TIMEOUT)? else {
+        return Ok(None);
     };
-    match ms {
-        None => Ok(None),
-        Some(0) => Err(bad("x-portkey-request-timeout", "must be greater than 0")),
-        Some(ms) if ms > MAX_REQUEST_TIMEOUT_MS => Err(bad(
+    match raw.parse::<u64>() {
+        Err(_) => Err(bad(
+            "x-portkey-request-timeout",
+            "must be a whole number of milliseconds",
+        )),
+        Ok(0) => Err(bad("x-portkey-request-timeout", "must be greater than 0")),
+        Ok(ms) if ms > MAX_REQUEST_TIMEOUT_MS => Err(bad(
             "x-portkey-request-timeout",
             "must be at most 3600000 (one hour)",
         )),
-        Some(ms) => Ok(Some(Duration::from_millis(ms))),
+        Ok(ms) => Ok(Some(Duration::from_millis(ms))),
+    }
+}
+
+/// `x-portkey-retry-count`: the retry every target without one of its own gets.
+fn retry_count(h: &HeaderMap) -> Result<Option<RetryPolicy>, RouteError> {
+    let Some(raw) = header(h, RETRY_COUNT)? else {
+        return Ok(None);
+    };
+    match raw.parse::<u32>() {
+        Ok(n) if n <= MAX_RETRY_COUNT => Ok(Some(RetryPolicy {
+            attempts: n,
+            on_status_codes: RETRY_STATUS_DEFAULT.to_vec(),
+            use_retry_after: false,
+        })),
+        _ => Err(bad(
+            "x-portkey-retry-count",
+            "must be a whole number from 0 to 5",
+        )),
     }
 }
