@@ -30,6 +30,12 @@
 #          keyway_key:   an Azure front-door route, static api-key
 #          keyway_entra: the same route, Entra token from a fake Entra (nginx) via the token cache
 #          keyway_secret: the same route, api-key from a fake Vault (nginx) via the secret cache
+#          keyway_cfg_single: Portkey headers, the upstream as one inline x-portkey-config
+#                        target (provider, api_key, custom_host) instead of a [providers] table
+#          keyway_cfg_fallback: that target first in a fallback config, a second target (the same
+#                        upstream) behind it; the first always answers 200, so this is the cost of
+#                        the strategy itself (goal: >= 0.95x keyway_cfg_single's req/s). Not in the
+#                        default: TARGETS="keyway_cfg_single keyway_cfg_fallback"
 #          base, base_key: `keyway` and `keyway_key` run by BASELINE_BIN (another build, e.g. the
 #                        previous commit), for an A/B of two builds in the same rounds
 #        KEYWAY_BIN=...  (default ${CARGO_TARGET_DIR:-~/.cache/keyway/target}/dist/keyway,
@@ -413,6 +419,39 @@ setup_target_keyway_secret() {
     start_keyway keyway_secret "$HERE/keyway-secret.toml.in" "$AZURE_PATH"
 }
 
+# The upstream as an inline x-portkey-config target (keyway_cfg_single and the first target of
+# keyway_cfg_fallback); needs UPSTREAM_PORT (start_upstream).
+cfg_target() {
+    printf '{"provider":"openai","api_key":"%s","custom_host":"http://127.0.0.1:%s/v1"}' \
+        "$API_KEY" "$UPSTREAM_PORT"
+}
+
+setup_target_keyway_cfg_single() {
+    start_upstream
+    start_keyway keyway_cfg_single "$HERE/keyway-cfg.toml.in" /v1/chat/completions \
+        "x-portkey-config: $(cfg_target)"
+}
+
+# Fallback over two targets on the same upstream: the first answers every request. Checked once
+# before measuring (x-portkey-last-used-option-index), else the run would time the second target.
+setup_target_keyway_cfg_fallback() {
+    local t hdrs code
+    start_upstream
+    t=$(cfg_target)
+    start_keyway keyway_cfg_fallback "$HERE/keyway-cfg.toml.in" /v1/chat/completions \
+        "x-portkey-config: {\"strategy\":{\"mode\":\"fallback\"},\"targets\":[$t,$t]}"
+    hdrs=$WORK/keyway_cfg_fallback/probe.headers
+    wrk_hdr_args keyway_cfg_fallback
+    code=$(curl -s -m 5 -D "$hdrs" -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+        "${WRK_HDR_ARGS[@]}" --data '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' \
+        "${T_URL[keyway_cfg_fallback]}" || true)
+    if [[ $code != 200 ]] || ! tr -d '\r' <"$hdrs" | grep -qixF 'x-portkey-last-used-option-index: config.targets[0]'; then
+        log "keyway_cfg_fallback probe: HTTP $code, headers: $(tr -d '\r' <"$hdrs" 2>/dev/null | tr '\n' ' ')"
+        show_log "${T_LOG[keyway_cfg_fallback]}"
+        die "keyway_cfg_fallback: the first target did not answer (expected x-portkey-last-used-option-index: config.targets[0])"
+    fi
+}
+
 # The same two variants run by another build (BASELINE_BIN): an A/B of two commits.
 baseline_bin() {
     [[ -n ${BASELINE_BIN:-} && -x $BASELINE_BIN ]] || die "targets base and base_key need BASELINE_BIN (an executable)"
@@ -626,6 +665,14 @@ report() {
             'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
         verdict=$(awk -v r="$ratio" 'BEGIN { if (r == "—") print "—"; else if (r >= 0.97) print "meets the ≥ 0.97 goal"; else print "BELOW the ≥ 0.97 goal" }')
         echo "- keyway_gwkey_api / keyway_gwkey ratio of req/s (virtual key created over the admin API vs declared in the file): $ratio — $verdict; req per proxy CPU-s: $cpu"
+    fi
+    if [[ -n ${T_KIND[keyway_cfg_fallback]:-} && -n ${T_KIND[keyway_cfg_single]:-} ]]; then
+        ratio=$(awk -v a="$(median keyway_cfg_fallback 3)" -v b="$(median keyway_cfg_single 3)" \
+            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
+        cpu=$(awk -v a="$(median keyway_cfg_fallback 9)" -v b="$(median keyway_cfg_single 9)" \
+            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
+        verdict=$(awk -v r="$ratio" 'BEGIN { if (r == "—") print "—"; else if (r >= 0.95) print "meets the ≥ 0.95 goal"; else print "BELOW the ≥ 0.95 goal" }')
+        echo "- keyway_cfg_fallback / keyway_cfg_single ratio of req/s (fallback config whose first target answers vs that target alone): $ratio — $verdict; req per proxy CPU-s: $cpu"
     fi
     for pair in "keyway base" "keyway_key base_key"; do
         set -- $pair

@@ -3,6 +3,7 @@
 //! body; the decision after an attempt is taken before anything reaches the client, so a
 //! stream that has begun is never retried.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,7 +14,6 @@ use pingora::{Error, ErrorType};
 use serde_json::Value;
 
 use crate::routing::strategy::{retry_after, Env, LeafId, Next, Outcome, Tree, Walk};
-use crate::routing::Plan;
 
 /// The error an attempt ends with when the walk goes on: Pingora then calls `upstream_peer`
 /// again.
@@ -24,7 +24,10 @@ const RETRY_COUNT: HeaderName = HeaderName::from_static("x-portkey-retry-attempt
 const METADATA: &str = "x-portkey-metadata";
 
 pub(super) struct Attempts {
-    tree: Tree<Plan>,
+    /// The strategy's shape (targets are planned when the walk reaches them).
+    tree: Tree<()>,
+    /// The virtual key granted to each target, by leaf.
+    granted: Vec<Option<Arc<str>>>,
     walk: Walk,
     /// `x-portkey-metadata` and the JSON body, for conditions met later in the walk.
     metadata: Option<Value>,
@@ -35,6 +38,8 @@ pub(super) struct Attempts {
     pub delay: Duration,
     /// The last attempt timed out: the answer is Portkey's 408 when nothing else answered.
     pub timed_out: Option<Duration>,
+    /// The walk has ended: an answer is final (a later error in its body is not an attempt).
+    pub done: bool,
 }
 
 /// What the request reads for conditions.
@@ -72,7 +77,8 @@ fn uniform() -> f64 {
 impl Attempts {
     /// Starts the walk: the first target, or the conditional routing's refusal.
     pub fn start(
-        tree: Tree<Plan>,
+        tree: Tree<()>,
+        granted: Vec<Option<Arc<str>>>,
         inputs: Inputs,
         pathname: &str,
     ) -> Result<(Attempts, LeafId), String> {
@@ -82,19 +88,22 @@ impl Attempts {
         Ok((
             Attempts {
                 tree,
+                granted,
                 walk,
                 metadata: inputs.metadata,
                 params: inputs.params,
                 made: 0,
                 delay: Duration::ZERO,
                 timed_out: None,
+                done: false,
             },
             first,
         ))
     }
 
-    pub fn plan(&self, leaf: LeafId) -> &Plan {
-        &self.tree.leaf(leaf).target
+    /// The virtual key granted to target `leaf`.
+    pub fn granted(&self, leaf: LeafId) -> Option<&str> {
+        self.granted.get(leaf.0 as usize).and_then(|v| v.as_deref())
     }
 
     pub fn current(&self) -> LeafId {
@@ -110,12 +119,19 @@ impl Attempts {
     }
 
     /// After an attempt ended with `outcome`: the next step. `budget` is how many more
-    /// attempts may be made (0 when the body cannot be sent again or the answer has begun).
-    pub fn after(&mut self, outcome: Outcome, pathname: &str, budget: u32, base: Duration) -> Next {
+    /// attempts may be made (0 when the body cannot be sent again or the answer has begun);
+    /// `timeout` is the attempt's own.
+    pub fn after(
+        &mut self,
+        outcome: Outcome,
+        pathname: &str,
+        budget: u32,
+        base: Duration,
+        timeout: Option<Duration>,
+    ) -> Next {
         let e = env(&self.metadata, &self.params, pathname);
-        let leaf = self.tree.leaf(self.walk.current());
         self.timed_out = match outcome {
-            Outcome::Timeout => Some(leaf.target.read_timeout.unwrap_or_default()),
+            Outcome::Timeout => timeout,
             _ => None,
         };
         let next = self.walk.next(
@@ -131,6 +147,7 @@ impl Attempts {
             Next::Retry { after, .. } => after,
             _ => Duration::ZERO,
         };
+        self.done = next == Next::Done;
         next
     }
 
@@ -149,6 +166,14 @@ impl Attempts {
             let _ = resp.insert_header(name, value);
         }
     }
+}
+
+/// Portkey's headers on the answer to a config without a strategy: its one target, no retry.
+pub(super) fn plain_marks() -> [(HeaderName, HeaderValue); 2] {
+    [
+        (LAST_USED, HeaderValue::from_static("config")),
+        (RETRY_COUNT, HeaderValue::from_static("0")),
+    ]
 }
 
 /// The outcome an upstream answer stands for, with the wait it asks for.

@@ -14,8 +14,19 @@ use serde_json::{Map, Value};
 
 use crate::error::{ErrorResponse, GatewayError};
 
-/// What Pingora's retry buffer holds (`BODY_BUF_LIMIT` in pingora-core).
-const RETRY_BUFFER: usize = 64 * 1024;
+/// What Pingora's retry buffer holds (`BODY_BUF_LIMIT` in pingora-core): a body up to this size
+/// is replayed by Pingora itself.
+pub(super) const RETRY_BUFFER: usize = 64 * 1024;
+
+/// The request's `Content-Length`; `None` for a chunked body.
+pub(super) fn content_length(session: &Session) -> Option<usize> {
+    session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+}
 
 /// Reads and keeps the whole body when it is at most `limit` bytes. `Ok(None)`: the body is
 /// larger (or chunked and `must` is false) and was left unread, to be streamed to the first
@@ -30,12 +41,7 @@ pub(super) async fn keep(
     if session.as_mut().is_body_empty() {
         return Ok(Some(Bytes::new()));
     }
-    let length = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok());
+    let length = content_length(session);
     let mut remaining = match length {
         Some(n) if n > limit => {
             return match must {

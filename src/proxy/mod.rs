@@ -64,6 +64,8 @@ pub struct Ctx {
     strategy: Option<Box<Attempts>>,
     /// The body is over the replay limit: one attempt only.
     no_replay: bool,
+    /// A config without a strategy: its answer gets Portkey's headers all the same.
+    mark_config: bool,
     /// An admin API request (counted by the admin metrics, not as traffic).
     admin: bool,
     _in_flight: Option<InFlight>,
@@ -143,7 +145,7 @@ impl Gateway {
     /// follows (Pingora is asked to try again), `false` when this answer or error is final.
     fn after_attempt(&self, session: &Session, ctx: &mut Ctx, outcome: Outcome) -> bool {
         let rt = ctx.rt.clone();
-        let Some(a) = ctx.strategy.as_mut() else {
+        let Some(a) = ctx.strategy.as_mut().filter(|a| !a.done) else {
             return false;
         };
         let route = rt.routes.names()[ctx.plan.as_ref().map_or(0, |p| p.route.0)].as_str();
@@ -158,7 +160,8 @@ impl Gateway {
             false => 0,
         };
         let path = session.req_header().uri.path();
-        match a.after(outcome, path, budget, rt.timeouts.backoff) {
+        let timeout = ctx.plan.as_ref().and_then(|p| p.read_timeout);
+        match a.after(outcome, path, budget, rt.timeouts.backoff, timeout) {
             Next::Done => false,
             Next::Retry { .. } => {
                 m.retry(route);
@@ -172,20 +175,32 @@ impl Gateway {
     }
 
     /// Before a strategy's next attempt: its wait, then its target's plan, address, credential
-    /// and body.
-    async fn next_target(&self, ctx: &mut Ctx) -> Result<()> {
+    /// and body. A target that cannot be planned (or may not serve the caller) ends the request
+    /// with its error.
+    async fn next_target(&self, session: &Session, ctx: &mut Ctx) -> Result<()> {
         let Some(a) = ctx.strategy.as_ref() else {
             return Ok(());
         };
         if !a.delay.is_zero() {
             tokio::time::sleep(a.delay).await;
         }
-        let plan = a.plan(a.current()).clone();
+        let as_error = |resp: ErrorResponse| {
+            Error::explain(pingora::ErrorType::HTTPStatus(resp.status), resp.message)
+        };
+        let leaf = a.current();
+        let workspace = ctx.caller.as_ref().and_then(|c| c.workspace.clone());
+        let plan = prepare::plan_target(
+            &ctx.rt,
+            session,
+            leaf.0 as usize,
+            a.granted(leaf),
+            workspace.as_deref(),
+        )
+        .map_err(as_error)?;
+        prepare::check_secret(&plan, workspace).map_err(as_error)?;
         ctx.send = self.body_for(a, ctx.body.as_ref());
         ctx.retrying_401 = false;
-        let addr = self.ready(&plan, ctx).await.map_err(|resp| {
-            Error::explain(pingora::ErrorType::HTTPStatus(resp.status), resp.message)
-        })?;
+        let addr = self.ready(&plan, ctx).await.map_err(as_error)?;
         ctx.addr = Some(addr);
         ctx.plan = Some(plan);
         Ok(())
@@ -237,6 +252,7 @@ impl ProxyHttp for Gateway {
             send: None,
             strategy: None,
             no_replay: false,
+            mark_config: false,
             admin: false,
             _in_flight: None,
         }
@@ -262,13 +278,13 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         if ctx.retrying_401 {
             self.renew_credential(ctx).await?;
         } else if let Some(a) = ctx.strategy.as_mut() {
             a.made += 1;
             if a.made > 1 {
-                self.next_target(ctx).await?;
+                self.next_target(session, ctx).await?;
             }
         }
         match (&ctx.plan, ctx.addr) {
@@ -331,6 +347,10 @@ impl ProxyHttp for Gateway {
             }
             if let Some(a) = &ctx.strategy {
                 a.mark(resp);
+            }
+        } else if ctx.mark_config {
+            for (name, value) in attempts::plain_marks() {
+                resp.insert_header(name, value)?;
             }
         }
         Ok(())
@@ -408,7 +428,10 @@ impl ProxyHttp for Gateway {
             }
             _ => error::for_proxy_error(e),
         };
-        let marks = ctx.strategy.as_ref().map(|a| a.marks());
+        let marks = match &ctx.strategy {
+            Some(a) => Some(a.marks()),
+            None => ctx.mark_config.then(attempts::plain_marks),
+        };
         let code = match answer {
             Some(resp) if session.response_written().is_none() => {
                 respond::error_with(session, &resp, marks.as_ref().map_or(&[][..], |m| &m[..]))

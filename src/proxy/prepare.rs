@@ -12,11 +12,60 @@ use pingora::proxy::Session;
 
 use super::attempts::{self, Attempts};
 use super::{authorize, body, request_host, Ctx, Gateway};
-use crate::auth::gate::Refusal;
+use crate::auth::gate::{Grant, Refusal};
 use crate::cache::tokens::{CachedToken, TokenSlot};
 use crate::error::{ErrorResponse, GatewayError, BODY_CHECK_LIMIT};
 use crate::routing::custom_host::ip_is_forbidden;
 use crate::routing::{Access, Plan, RouteError, SecretAuth, UpstreamAuth};
+use crate::runtime::Runtime;
+
+/// What routing needs to know of a target's grant.
+fn access<'a>(rt: &'a Runtime, grant: &'a Grant<'_>) -> Access<'a> {
+    Access {
+        enforced: rt.auth.enforced(),
+        virtual_key: grant.virtual_key.map(|v| &*v.id),
+        workspace: grant.caller.as_ref().and_then(|c| c.workspace.as_deref()),
+    }
+}
+
+/// Plans target `leaf` of the request, reading its headers again (an inline config comes from
+/// the runtime's cache of parsed configs): at the first attempt and when the walk moves on.
+pub(super) fn plan_target(
+    rt: &Runtime,
+    session: &Session,
+    leaf: usize,
+    virtual_key: Option<&str>,
+    workspace: Option<&str>,
+) -> Result<Plan, ErrorResponse> {
+    let route_err = |e: RouteError| ErrorResponse::from(&e);
+    let req = session.req_header();
+    let parsed = rt
+        .router
+        .parse(&req.uri, request_host(req), &req.headers)
+        .map_err(route_err)?;
+    let access = Access {
+        enforced: rt.auth.enforced(),
+        virtual_key,
+        workspace,
+    };
+    rt.router
+        .plan(&parsed, leaf, &req.uri, &req.headers, access)
+        .map_err(route_err)
+}
+
+/// A target whose credential comes from a secret reference serves only the workspaces that
+/// reference allows.
+pub(super) fn check_secret(plan: &Plan, workspace: Option<Arc<str>>) -> Result<(), ErrorResponse> {
+    match &plan.secret {
+        Some(e) if !e.allows(workspace.as_deref()) => {
+            Err(ErrorResponse::from(&GatewayError::SecretForbidden {
+                slug: e.slug().clone(),
+                workspace,
+            }))
+        }
+        _ => Ok(()),
+    }
+}
 
 impl Gateway {
     pub(super) async fn prepare(
@@ -44,90 +93,116 @@ impl Gateway {
             .router
             .parse(&req.uri, request_host(req), &req.headers)
             .map_err(route_err)?;
-        // Every target is granted and planned before anything is sent: a config whose second
-        // target the caller may not use is refused whole.
+        // Every target's virtual key is granted and its provider authorized before anything
+        // is sent: a config with a target the caller may not use is refused whole. A target
+        // is planned when the walk reaches it (a load balance plans one of its targets).
         let n = rt.router.targets(&parsed);
         let mut grants = Vec::with_capacity(n);
-        let mut plans = Vec::with_capacity(n);
+        let mut providers = Vec::with_capacity(n);
         for leaf in 0..n {
             let named = parsed.virtual_key(leaf, &req.headers).map_err(route_err)?;
             let grant = rt.auth.grant(caller.clone(), named).map_err(refused)?;
-            let access = Access {
-                enforced: rt.auth.enforced(),
-                virtual_key: grant.virtual_key.map(|v| &*v.id),
-                workspace: grant.caller.as_ref().and_then(|c| c.workspace.as_deref()),
-            };
-            let plan = rt
-                .router
-                .plan(&parsed, leaf, &req.uri, &req.headers, access)
-                .map_err(route_err)?;
-            rt.auth
-                .authorize(&grant, plan.provider, None)
-                .map_err(refused)?;
-            plans.push(plan);
+            // Allow-lists bind authenticated callers only (the open posture has none).
+            if grant.caller.is_some() {
+                let vk = grant.virtual_key.map(|v| &*v.id);
+                let provider = rt
+                    .router
+                    .provider(&parsed, leaf, &req.headers, vk)
+                    .map_err(route_err)?;
+                rt.auth.authorize(&grant, provider, None).map_err(refused)?;
+                providers.push(provider);
+            }
             grants.push(grant);
         }
         let workspace = caller.as_ref().and_then(|c| c.workspace.clone());
-        for plan in &plans {
-            if let Some(e) = &plan.secret {
-                if !e.allows(workspace.as_deref()) {
-                    return Err(ErrorResponse::from(&GatewayError::SecretForbidden {
-                        slug: e.slug().clone(),
-                        workspace,
-                    }));
-                }
-            }
-        }
         let needs = rt.router.needs(&parsed);
-        let checks_models = grants.iter().any(|g| rt.auth.restricts_models(g));
-        let providers: Vec<_> = match checks_models {
-            true => plans.iter().map(|p| p.provider).collect(),
-            false => Vec::new(),
+        let start = |tree, inputs, path: &str| {
+            let granted = grants
+                .iter()
+                .map(|g| g.virtual_key.map(|v| v.id.clone()))
+                .collect();
+            Attempts::start(tree, granted, inputs, path).map_err(|problem| {
+                ErrorResponse::from(&RouteError::BadHeader {
+                    header: "x-portkey-config",
+                    problem,
+                })
+            })
         };
-        let strategy = needs.and_then(|_| rt.router.strategy(&parsed, std::mem::take(&mut plans)));
-        // The body is kept when a model must be checked, conditions read it, a target
-        // overrides its params or a later attempt may send it again.
+        // The plain path plans its one target now; a walk plans the target it starts with (now,
+        // unless its conditions read the body), the others when it reaches them.
+        let mut plan = None;
+        let mut walk = None;
+        let mut later = None;
+        match needs {
+            None => {
+                ctx.mark_config = parsed.has_config();
+                let access = access(&rt, &grants[0]);
+                let p = rt.router.plan(&parsed, 0, &req.uri, &req.headers, access);
+                plan = Some(p.map_err(route_err)?);
+            }
+            Some(nd) if !nd.reads_params => {
+                let tree = rt
+                    .router
+                    .shape(&parsed)
+                    .ok_or(RouteError::Internal("no shape"));
+                let inputs = attempts::env_inputs(session, None, false);
+                let (a, first) = start(tree.map_err(route_err)?, inputs, req.uri.path())?;
+                let leaf = first.0 as usize;
+                let access = access(&rt, &grants[leaf]);
+                let p = rt
+                    .router
+                    .plan(&parsed, leaf, &req.uri, &req.headers, access);
+                plan = Some(p.map_err(route_err)?);
+                walk = Some(a);
+            }
+            Some(_) => later = rt.router.shape(&parsed),
+        }
+        let checks_models = grants.iter().any(|g| rt.auth.restricts_models(g));
+        // The body is kept when a model must be checked, conditions read it or a target
+        // overrides its params; for replay alone only when it is over Pingora's own retry
+        // buffer (which replays smaller bodies at no cost) and within the limit.
         let must = checks_models || needs.is_some_and(|n| n.reads_params || n.overrides);
-        if must || needs.is_some_and(|n| n.attempts > 1) {
+        let length = body::content_length(session);
+        let replays = needs.is_some_and(|n| n.attempts > 1);
+        if must || (replays && length.is_some_and(|n| n > body::RETRY_BUFFER)) {
             let limit = match checks_models {
                 true => rt.timeouts.replay_limit.max(BODY_CHECK_LIMIT),
                 false => rt.timeouts.replay_limit,
             };
             ctx.body = body::keep(session, limit, must).await?;
-            // A body over the limit goes to the first target only, even when it would fit
-            // Pingora's own retry buffer.
-            ctx.no_replay = ctx.body.is_none()
-                && session
-                    .req_header()
-                    .headers
-                    .contains_key(http::header::CONTENT_LENGTH);
         }
+        // A body over the limit goes to the first target only, even when it would fit Pingora's
+        // retry buffer.
+        ctx.no_replay = ctx.body.is_none() && length.is_some_and(|n| n > rt.timeouts.replay_limit);
         if checks_models {
             let model = authorize::model_of(ctx.body.as_ref())?;
-            for (grant, provider) in grants.iter().zip(providers) {
+            let authenticated = grants.iter().filter(|g| g.caller.is_some());
+            for (grant, provider) in authenticated.zip(providers) {
                 rt.auth
                     .authorize(grant, provider, Some(&model))
                     .map_err(refused)?;
             }
         }
+        if let Some(tree) = later {
+            let inputs = attempts::env_inputs(session, ctx.body.as_ref(), true);
+            let (a, first) = start(tree, inputs, session.req_header().uri.path())?;
+            let vk = a.granted(first);
+            plan = Some(plan_target(
+                &rt,
+                session,
+                first.0 as usize,
+                vk,
+                workspace.as_deref(),
+            )?);
+            walk = Some(a);
+        }
+        if let Some(a) = walk {
+            ctx.send = self.body_for(&a, ctx.body.as_ref());
+            ctx.strategy = Some(Box::new(a));
+        }
         ctx.caller = grants.into_iter().next().and_then(|g| g.caller);
-        let plan = match strategy {
-            None => plans.swap_remove(0),
-            Some(tree) => {
-                let inputs = attempts::env_inputs(session, ctx.body.as_ref(), tree.reads_params());
-                let (a, first) = Attempts::start(tree, inputs, session.req_header().uri.path())
-                    .map_err(|problem| {
-                        ErrorResponse::from(&RouteError::BadHeader {
-                            header: "x-portkey-config",
-                            problem,
-                        })
-                    })?;
-                let plan = a.plan(first).clone();
-                ctx.send = self.body_for(&a, ctx.body.as_ref());
-                ctx.strategy = Some(Box::new(a));
-                plan
-            }
-        };
+        let plan = plan.ok_or_else(|| ErrorResponse::from(&RouteError::Internal("no plan")))?;
+        check_secret(&plan, workspace)?;
         if ctx.send.is_none() {
             ctx.send = ctx.body.clone();
         }

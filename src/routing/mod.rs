@@ -29,7 +29,7 @@ pub use tables::{
     FixedHost, FrontDoor, FrontDoorTarget, HeaderCredentials, ProviderRoute, VirtualKeyRoute,
 };
 
-use crate::vocab::{AuthStyle, RouteId, ANTHROPIC_VERSION};
+use crate::vocab::{self, AuthStyle, RouteId, ANTHROPIC_VERSION};
 
 pub(crate) const AUTHORIZATION: HeaderName = http::header::AUTHORIZATION;
 pub(crate) const API_KEY: HeaderName = HeaderName::from_static("api-key");
@@ -91,7 +91,12 @@ pub struct Router {
     virtual_keys: HashMap<String, VirtualKeyRoute>,
     headers: HeaderCredentials,
     configs: HashMap<String, StoredConfig>,
+    /// Inline `x-portkey-config` values already parsed, by their text.
+    inline: quick_cache::sync::Cache<String, Arc<strategy::Tree<portkey::PortkeyConfig>>>,
 }
+
+/// Distinct inline configs kept parsed per runtime.
+const INLINE_CONFIGS: usize = 256;
 
 impl Router {
     pub fn new(p: RouterParts) -> Router {
@@ -102,6 +107,7 @@ impl Router {
             virtual_keys: p.virtual_keys,
             headers: p.headers,
             configs: p.configs,
+            inline: quick_cache::sync::Cache::new(INLINE_CONFIGS),
         }
     }
 
@@ -191,15 +197,30 @@ impl Router {
         }
     }
 
-    /// The strategy to walk, with one plan per target (in leaf order); `None` on the plain
-    /// path (see `needs`).
-    pub fn strategy(&self, parsed: &Parsed<'_>, plans: Vec<Plan>) -> Option<strategy::Tree<Plan>> {
-        fn of<L>(t: &strategy::Tree<L>, plans: Vec<Plan>) -> Option<strategy::Tree<Plan>> {
-            (!t.is_plain()).then(|| t.with_targets(plans))
+    /// The strategy's shape to walk (its targets are planned one by one as the walk reaches
+    /// them); `None` on the plain path (see `needs`).
+    pub fn shape(&self, parsed: &Parsed<'_>) -> Option<strategy::Tree<()>> {
+        fn of<L>(t: &strategy::Tree<L>) -> Option<strategy::Tree<()>> {
+            (!t.is_plain()).then(|| t.with_targets(vec![(); t.leaves().len()]))
         }
         match parsed {
-            Parsed::FrontDoor(i) => of(&self.routes[*i].targets, plans),
-            Parsed::Portkey(p) => of(p.tree.as_ref()?, plans),
+            Parsed::FrontDoor(i) => of(&self.routes[*i].targets),
+            Parsed::Portkey(p) => of(p.tree.as_ref()?),
+        }
+    }
+
+    /// The provider target `leaf` goes to (its virtual key's, else its own), for the
+    /// allow-lists checked before anything is planned.
+    pub fn provider(
+        &self,
+        parsed: &Parsed<'_>,
+        leaf: usize,
+        headers: &HeaderMap,
+        virtual_key: Option<&str>,
+    ) -> Result<vocab::Provider, RouteError> {
+        match parsed {
+            Parsed::FrontDoor(i) => Ok(self.routes[*i].targets.leaves()[leaf].target.provider),
+            Parsed::Portkey(p) => portkey_route::provider(self, p, leaf, headers, virtual_key),
         }
     }
 

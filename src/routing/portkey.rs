@@ -5,7 +5,11 @@
 
 use serde::Deserialize;
 
+use std::sync::Arc;
+
 use super::strategy::{self, ParseOptions, Tree};
+use super::url::BaseUrl;
+use super::{FixedHost, RouteError};
 
 #[derive(Debug, Default, Clone, Deserialize)]
 pub struct PortkeyConfig {
@@ -40,6 +44,19 @@ pub struct PortkeyConfig {
     pub azure_managed_client_id: Option<String>,
     #[serde(alias = "azureWorkloadClientId")]
     pub azure_workload_client_id: Option<String>,
+    /// `custom_host` parsed and checked, once: a config's targets live as long as the runtime
+    /// that parsed them (stored configs, the cache of inline ones).
+    #[serde(skip)]
+    pub parsed_custom_host: std::sync::OnceLock<Result<Arc<CustomHost>, RouteError>>,
+}
+
+/// A custom host: where it is, whether its resolved addresses must be checked (it is not a
+/// trusted host), and its `Host` header.
+#[derive(Debug)]
+pub struct CustomHost {
+    pub base: BaseUrl,
+    pub check: bool,
+    pub fixed: FixedHost,
 }
 
 /// Parses the header value (or a stored config's text) into its strategy tree. The error says

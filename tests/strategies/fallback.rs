@@ -130,3 +130,39 @@ async fn a_body_over_the_replay_limit_goes_to_the_first_target_only() {
         "a body that was not kept cannot be replayed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_over_pingoras_retry_buffer_are_replayed_whole() {
+    let (ka, kb) = (secret("sk-strat-huge-a"), secret("sk-strat-huge-b"));
+    let a = FakeUpstream::with(|_| Reply::status(503, ERR_503)).await;
+    let b = FakeUpstream::with(|_| Reply::ok_json(OK_A)).await;
+    let kw = Keyway::start(&toml("", "")).await;
+    let cfg =
+        json!({"strategy": {"mode": "fallback"}, "targets": [openai(&a, &ka), openai(&b, &kb)]})
+            .to_string();
+    // 300 KiB: kept by keyway (Pingora's own buffer holds 64 KiB), sent whole to both targets.
+    for size in [300 * 1024, 64 * 1024 + 1] {
+        let big = json!({
+            "model": "gpt-4o",
+            "messages": [{"role": "user", "content": "y".repeat(size)}],
+        })
+        .to_string();
+        let r = send(&kw, &cfg, &big, &[]).await;
+        assert_eq!(r.status, 200, "{size}: {}", r.text());
+        assert_eq!(r.header(LAST_USED), Some("config.targets[1]"));
+        assert_attempt(&a.only(), &ka, big.as_bytes());
+        assert_attempt(&b.only(), &kb, big.as_bytes());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_without_targets_is_marked_as_portkey_marks_it() {
+    let ka = secret("sk-strat-plain-a");
+    let a = FakeUpstream::with(|_| Reply::ok_json(OK_A)).await;
+    let kw = Keyway::start(&toml("", "")).await;
+    let r = send(&kw, &openai(&a, &ka).to_string(), BODY, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header(LAST_USED), Some("config"));
+    assert_eq!(r.header(RETRY_ATTEMPTS), Some("0"));
+    assert_attempt(&a.only(), &ka, BODY.as_bytes());
+}

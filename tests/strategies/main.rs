@@ -8,6 +8,7 @@ mod common;
 
 mod circuit;
 mod conditional;
+mod credentials;
 mod fallback;
 mod invalid;
 mod loadbalance;

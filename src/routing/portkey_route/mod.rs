@@ -10,10 +10,13 @@ mod azure;
 mod target;
 
 use super::custom_host::name_is_forbidden;
+use super::portkey::CustomHost;
 use super::portkey::{parse_config, PortkeyConfig};
 use super::strategy::{ParseOptions, RetryPolicy, Tree, RETRY_STATUS_DEFAULT};
 use super::url::BaseUrl;
-use super::{auth_for, Access, Plan, ProviderRoute, RouteError, Router, UpstreamAuth, X_API_KEY};
+use super::{
+    auth_for, Access, FixedHost, Plan, ProviderRoute, RouteError, Router, UpstreamAuth, X_API_KEY,
+};
 use crate::cache::secrets::Entry;
 use crate::vocab::{strip_bearer, AuthStyle, Provider, RouteId};
 use target::{concrete_host, upstream_path};
@@ -25,6 +28,8 @@ const VIRTUAL_KEY: &str = "x-portkey-virtual-key";
 const CUSTOM_HOST: &str = "x-portkey-custom-host";
 const REQUEST_TIMEOUT: &str = "x-portkey-request-timeout";
 const RETRY_COUNT: &str = "x-portkey-retry-count";
+/// Longest inline config kept parsed (longer ones are parsed per request).
+const MAX_CACHED_CONFIG: usize = 16 * 1024;
 /// Portkey's largest retry count.
 const MAX_RETRY_COUNT: u32 = 5;
 const AZURE_RESOURCE: &str = "x-portkey-azure-resource-name";
@@ -88,6 +93,12 @@ static NO_CONFIG: std::sync::LazyLock<PortkeyConfig> =
     std::sync::LazyLock::new(PortkeyConfig::default);
 
 impl<'r> Parsed<'r> {
+    /// The request carries an `x-portkey-config` (Portkey then marks the answer with the
+    /// target that served it).
+    pub fn has_config(&self) -> bool {
+        matches!(self, Parsed::Portkey(p) if p.tree.is_some())
+    }
+
     /// The virtual key target `leaf` names (its config's `virtual_key`, else
     /// `x-portkey-virtual-key`), for auth to check; front-door routes name none.
     pub fn virtual_key<'a>(
@@ -140,18 +151,19 @@ pub(super) fn parse<'r>(
             config_workspace = stored.workspace.clone();
             Some(stored.tree.clone())
         }
-        Some(raw) => {
-            let opts = ParseOptions {
-                root_path: "config",
-                default_retry: retry,
-                default_timeout: timeout,
-            };
-            let tree = parse_config(raw, &opts).map_err(|problem| RouteError::BadHeader {
-                header: "x-portkey-config",
-                problem,
-            })?;
-            Some(Arc::new(tree))
+        // Clients send the same config on every request: it is parsed once per runtime (the
+        // per-request headers that change the tree bypass the cache).
+        Some(raw) if retry.is_none() && timeout.is_none() => {
+            if let Some(tree) = router.inline.get(raw) {
+                return Ok(portkey(op, query, Some(tree), None));
+            }
+            let tree = Arc::new(inline(raw, None, None)?);
+            if raw.len() <= MAX_CACHED_CONFIG {
+                router.inline.insert(raw.to_owned(), tree.clone());
+            }
+            Some(tree)
         }
+        Some(raw) => Some(Arc::new(inline(raw, retry, timeout)?)),
         None if retry.is_some() || timeout.is_some() => Some(Arc::new(Tree::single(
             PortkeyConfig::default(),
             "config",
@@ -160,12 +172,58 @@ pub(super) fn parse<'r>(
         ))),
         None => None,
     };
-    Ok(Parsed::Portkey(PortkeyRequest {
+    Ok(portkey(op, query, tree, config_workspace))
+}
+
+fn portkey<'r>(
+    op: &'r str,
+    query: Option<&'r str>,
+    tree: Option<Arc<Tree<PortkeyConfig>>>,
+    config_workspace: Option<Arc<str>>,
+) -> Parsed<'r> {
+    Parsed::Portkey(PortkeyRequest {
         op,
         query,
         tree,
         config_workspace,
-    }))
+    })
+}
+
+/// An inline `x-portkey-config`, parsed.
+fn inline(
+    raw: &str,
+    retry: Option<RetryPolicy>,
+    timeout: Option<Duration>,
+) -> Result<Tree<PortkeyConfig>, RouteError> {
+    let opts = ParseOptions {
+        root_path: "config",
+        default_retry: retry,
+        default_timeout: timeout,
+    };
+    parse_config(raw, &opts).map_err(|problem| RouteError::BadHeader {
+        header: "x-portkey-config",
+        problem,
+    })
+}
+
+/// The provider target `leaf` goes to: its virtual key's, else the one it names.
+pub(super) fn provider(
+    router: &Router,
+    req: &PortkeyRequest<'_>,
+    leaf: usize,
+    h: &HeaderMap,
+    virtual_key: Option<&str>,
+) -> Result<Provider, RouteError> {
+    match virtual_key {
+        Some(id) => router
+            .virtual_keys
+            .get(id)
+            .map(|v| v.provider)
+            .ok_or(RouteError::Internal(
+                "an authorized virtual key has no route",
+            )),
+        None => provider_of(h, req.target(leaf)),
+    }
 }
 
 /// Plans target `leaf` of a parsed request for a caller with `access`.
@@ -222,12 +280,25 @@ pub(super) fn plan(
     }
     let pr = &router.providers[provider.index()];
 
-    let custom = field(h, CUSTOM_HOST, cfg.custom_host.as_deref())?;
-    let custom_base = custom.map(|raw| custom_base(router, raw)).transpose()?;
-    let check_resolved_ips = custom_base.as_ref().is_some_and(|(_, check)| *check);
-    let base = custom_base.as_ref().map_or(&pr.base, |(b, _)| b);
+    // A config's custom host is parsed once for the runtime; a header's, per request.
+    let custom = match cfg.custom_host.as_deref().filter(|v| !v.is_empty()) {
+        Some(raw) => Some(
+            cfg.parsed_custom_host
+                .get_or_init(|| custom_host(router, raw).map(Arc::new))
+                .clone()?,
+        ),
+        None => header(h, CUSTOM_HOST)?
+            .filter(|v| !v.is_empty())
+            .map(|raw| custom_host(router, raw).map(Arc::new))
+            .transpose()?,
+    };
+    let check_resolved_ips = custom.as_ref().is_some_and(|c| c.check);
+    let base = custom.as_ref().map_or(&pr.base, |c| &c.base);
 
-    let (host, host_header) = concrete_host(provider, base, pr, custom_base.is_some(), h, cfg)?;
+    let (host, host_header) = match &custom {
+        Some(c) => (c.fixed.host.clone(), c.fixed.host_header.clone()),
+        None => concrete_host(provider, base, pr, false, h, cfg)?,
+    };
     let path = upstream_path(provider, base, pr, op, query, h, cfg)?;
     let (auth, secret) = match (&vk, access.enforced) {
         (Some((_, v)), _) => (v.auth.clone(), v.secret.clone()),
@@ -236,10 +307,12 @@ pub(super) fn plan(
         (None, true) => configured_key_auth(provider, pr, op)?,
         (None, false) => upstream_auth(router, provider, pr, op, &host, h, cfg)?,
     };
+    // The target's own timeout, else the header's (which a stored config was parsed without).
     let read_timeout = match &req.tree {
         Some(t) => t.leaves()[leaf].timeout,
         None => None,
-    };
+    }
+    .or(request_timeout(h)?);
     Ok(Plan {
         provider,
         route: RouteId::PORTKEY,
@@ -300,23 +373,34 @@ fn provider_of(h: &HeaderMap, cfg: &PortkeyConfig) -> Result<Provider, RouteErro
     })
 }
 
-/// Parses a caller's custom host; the bool says whether its resolved addresses need checking.
-fn custom_base(router: &Router, raw: &str) -> Result<(BaseUrl, bool), RouteError> {
+/// Parses a caller's custom host.
+fn custom_host(router: &Router, raw: &str) -> Result<CustomHost, RouteError> {
     let base = BaseUrl::parse(raw).map_err(RouteError::ForbiddenCustomHost)?;
     if base.has_placeholder() {
         return Err(RouteError::ForbiddenCustomHost(
             "must name a concrete host".into(),
         ));
     }
+    let fixed = FixedHost::of(&base).ok_or_else(|| {
+        RouteError::ForbiddenCustomHost("has characters not allowed in a Host header".into())
+    })?;
     if router.trusted.allows(&base.host, base.port) {
-        return Ok((base, false));
+        return Ok(CustomHost {
+            base,
+            check: false,
+            fixed,
+        });
     }
     if name_is_forbidden(&base.host) {
         return Err(RouteError::ForbiddenCustomHost(
             "loopback, private, link-local and metadata hosts are not allowed unless listed in TRUSTED_CUSTOM_HOSTS".into(),
         ));
     }
-    Ok((base, true))
+    Ok(CustomHost {
+        base,
+        check: true,
+        fixed,
+    })
 }
 
 pub(super) fn bad(header: &'static str, problem: &str) -> RouteError {

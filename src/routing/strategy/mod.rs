@@ -134,7 +134,8 @@ pub(crate) struct Group {
 /// A parsed strategy: an arena of nodes (node 0 is the root) and the leaves they end in.
 #[derive(Debug, Clone)]
 pub struct Tree<L> {
-    nodes: Vec<Node>,
+    /// Shared by every per-request copy (`with_targets`): a walk only reads them.
+    nodes: Arc<Vec<Node>>,
     leaves: Vec<Leaf<L>>,
     reads_params: bool,
 }
@@ -142,7 +143,7 @@ pub struct Tree<L> {
 impl<L> Tree<L> {
     pub(crate) fn from_parts(nodes: Vec<Node>, leaves: Vec<Leaf<L>>, reads_params: bool) -> Self {
         Tree {
-            nodes,
+            nodes: Arc::new(nodes),
             leaves,
             reads_params,
         }
@@ -197,7 +198,11 @@ impl<L> Tree<L> {
                 })
             })
             .collect::<Result<Vec<_>, E>>()?;
-        Ok(Tree::from_parts(self.nodes, leaves, self.reads_params))
+        Ok(Tree {
+            nodes: self.nodes,
+            leaves,
+            reads_params: self.reads_params,
+        })
     }
 
     /// Upper bound of the attempts one walk can make: every leaf is visited at most once (a
@@ -226,7 +231,11 @@ impl<L> Tree<L> {
                 override_params: l.override_params.clone(),
             })
             .collect();
-        Tree::from_parts(self.nodes.clone(), leaves, self.reads_params)
+        Tree {
+            nodes: self.nodes.clone(),
+            leaves,
+            reads_params: self.reads_params,
+        }
     }
 
     /// No strategy at all: the root is the one target (no `targets`), without retries or
@@ -255,15 +264,16 @@ impl<L> Tree<L> {
     /// `make(path_of_child, &cfg)` (the caller keys circuits by owner and path, so they
     /// survive reloads).
     pub fn attach_breakers(&mut self, mut make: impl FnMut(&str, &CbConfig) -> Arc<Breaker>) {
-        for g in 0..self.nodes.len() {
-            let Kind::Group(group) = &self.nodes[g].kind else {
+        let nodes = Arc::make_mut(&mut self.nodes);
+        for g in 0..nodes.len() {
+            let Kind::Group(group) = &nodes[g].kind else {
                 continue;
             };
             let Some(cfg) = group.cb.clone() else {
                 continue;
             };
             for c in group.children.clone() {
-                let child = &mut self.nodes[c.0 as usize];
+                let child = &mut nodes[c.0 as usize];
                 child.breaker = Some(make(&child.path, &cfg));
             }
         }
