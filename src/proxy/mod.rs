@@ -371,6 +371,18 @@ impl ProxyHttp for Gateway {
             // Our own request to retry: the body is buffered (checked before asking).
             return e;
         }
+        if let Some(a) = ctx.strategy.as_mut().filter(|a| !a.done) {
+            // A pooled connection the upstream had closed: the same target again, as Pingora
+            // does for any request, and not an attempt of the strategy.
+            e.retry.decide_reuse(client_reused);
+            let replayable = ctx.send.is_some()
+                || (!ctx.no_replay && !session.as_ref().retry_buffer_truncated());
+            if e.retry() && replayable && session.response_written().is_none() {
+                a.made = a.made.saturating_sub(1);
+                a.delay = std::time::Duration::ZERO;
+                return e;
+            }
+        }
         if ctx.strategy.is_some() {
             let outcome = attempts::error_outcome(&e);
             let again = self.after_attempt(session, ctx, outcome);
