@@ -98,7 +98,7 @@ impl Gateway {
         // is planned when the walk reaches it (a load balance plans one of its targets).
         let n = rt.router.targets(&parsed);
         let mut grants = Vec::with_capacity(n);
-        let mut providers = Vec::with_capacity(n);
+        let mut providers = Vec::new();
         for leaf in 0..n {
             let named = parsed.virtual_key(leaf, &req.headers).map_err(route_err)?;
             let grant = rt.auth.grant(caller.clone(), named).map_err(refused)?;

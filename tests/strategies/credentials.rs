@@ -3,39 +3,16 @@
 //! an Azure key beside an Anthropic key in the config JSON. Each fake must receive its own
 //! credential in its provider's header style and nothing of another target's or the client's.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use super::common::identity::FakeEntra;
 use super::common::secrets::FakeVault;
 use super::common::{assert_no_client_credentials, secret, FakeUpstream, Keyway, Reply};
-use super::{toml, Answer, BODY, ERR_503, LAST_USED, OK_A, OK_B};
+use super::{post, toml, BODY, ERR_503, LAST_USED, OK_A, OK_B};
 
 const TENANT: &str = "tenant-strat-creds";
 const CLIENT: &str = "app-strat-creds";
 const COGNITIVE: &str = "https://cognitiveservices.azure.com/.default";
-
-/// POSTs `body` to `path` with `headers`; bounded at 15 s.
-async fn post(kw: &Keyway, path: &str, body: &str, headers: &[(&str, &str)]) -> Answer {
-    let mut req = reqwest::Client::new()
-        .post(kw.url(path))
-        .header("content-type", "application/json")
-        .timeout(Duration::from_secs(15))
-        .body(body.to_owned());
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.bytes().await.unwrap();
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
 
 /// A route falling back from Azure OpenAI with an Entra token to OpenAI with a Vault key.
 fn entra_then_vault_route(

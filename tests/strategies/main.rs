@@ -87,10 +87,16 @@ impl Answer {
 /// POSTs `body` to `/v1/chat/completions` with `x-portkey-config: config` (JSON or a stored
 /// config's slug) and `headers`; bounded at 15 s.
 async fn send(kw: &Keyway, config: &str, body: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut all = vec![("x-portkey-config", config)];
+    all.extend_from_slice(headers);
+    post(kw, "/v1/chat/completions", body, &all).await
+}
+
+/// POSTs a JSON `body` to `path` with `headers`; bounded at 15 s.
+async fn post(kw: &Keyway, path: &str, body: &str, headers: &[(&str, &str)]) -> Answer {
     let mut req = reqwest::Client::new()
-        .post(kw.url("/v1/chat/completions"))
+        .post(kw.url(path))
         .header("content-type", "application/json")
-        .header("x-portkey-config", config)
         .timeout(Duration::from_secs(15))
         .body(body.to_owned());
     for (k, v) in headers {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use http::HeaderMap;
 
 mod azure;
+mod keys;
 mod target;
 
 use super::custom_host::name_is_forbidden;
@@ -14,11 +15,9 @@ use super::portkey::CustomHost;
 use super::portkey::{parse_config, PortkeyConfig};
 use super::strategy::{ParseOptions, RetryPolicy, Tree, RETRY_STATUS_DEFAULT};
 use super::url::BaseUrl;
-use super::{
-    auth_for, Access, FixedHost, Plan, ProviderRoute, RouteError, Router, UpstreamAuth, X_API_KEY,
-};
-use crate::cache::secrets::Entry;
-use crate::vocab::{strip_bearer, AuthStyle, Provider, RouteId};
+use super::{Access, FixedHost, Plan, RouteError, Router, UpstreamAuth, X_API_KEY};
+use crate::vocab::{Provider, RouteId};
+use keys::{configured_key_auth, upstream_auth};
 use target::{concrete_host, upstream_path};
 
 const PROVIDER: &str = "x-portkey-provider";
@@ -335,30 +334,6 @@ pub(super) fn plan(
     })
 }
 
-/// The provider key from the config file: in the enforced posture the caller's own headers carry a
-/// gateway credential, never a provider key.
-fn configured_key_auth(
-    provider: Provider,
-    pr: &ProviderRoute,
-    op: &str,
-) -> Result<(Option<UpstreamAuth>, Option<Arc<Entry>>), RouteError> {
-    if provider.auth_style() == AuthStyle::None {
-        return Ok((None, None));
-    }
-    let native = !op.starts_with("chat/completions");
-    if let Some(m) = &pr.mapped_key {
-        let auth = if native { &m.native } else { &m.compat };
-        return Ok((Some(auth.clone()), Some(m.entry.clone())));
-    }
-    let key = pr
-        .default_key
-        .as_ref()
-        .ok_or(RouteError::MissingKey(provider))?;
-    auth_for(provider, key.expose(), native)
-        .map(|a| (a.map(UpstreamAuth::Static), None))
-        .map_err(|_| RouteError::MissingKey(provider))
-}
-
 fn provider_of(h: &HeaderMap, cfg: &PortkeyConfig) -> Result<Provider, RouteError> {
     let (slug, from) = match header(h, PROVIDER)?.filter(|s| !s.is_empty()) {
         Some(s) => (s, "x-portkey-provider"),
@@ -408,61 +383,6 @@ pub(super) fn bad(header: &'static str, problem: &str) -> RouteError {
         header,
         problem: problem.into(),
     }
-}
-
-fn upstream_auth(
-    router: &Router,
-    provider: Provider,
-    pr: &ProviderRoute,
-    op: &str,
-    host: &str,
-    h: &HeaderMap,
-    cfg: &PortkeyConfig,
-) -> Result<(Option<UpstreamAuth>, Option<Arc<Entry>>), RouteError> {
-    let style = provider.auth_style();
-    if style == AuthStyle::None {
-        return Ok((None, None));
-    }
-    let native = !op.starts_with("chat/completions");
-    if provider.is_azure() {
-        if let Some(auth) = azure::azure_auth(&router.headers, host, h, cfg)? {
-            return Ok((Some(auth), None));
-        }
-    }
-    let client_key = match cfg.api_key.as_deref().filter(|k| !k.is_empty()) {
-        Some(k) => Some(("x-portkey-config", k)),
-        None => client_key(h, style)?,
-    };
-    match client_key {
-        Some((from, key)) => auth_for(provider, key, native)
-            .map(|a| (a.map(UpstreamAuth::Static), None))
-            .map_err(|_| bad(from, "has characters not allowed in a header")),
-        None => configured_key_auth(provider, pr, op),
-    }
-}
-
-/// The provider key a client sent: `x-portkey-api-key` wins over `Authorization: Bearer` (the
-/// Portkey SDK sends a placeholder Bearer beside the real key), then the provider's own header.
-fn client_key(h: &HeaderMap, style: AuthStyle) -> Result<Option<(&'static str, &str)>, RouteError> {
-    if let Some(k) = header(h, PORTKEY_API_KEY)?.filter(|k| !k.is_empty()) {
-        return Ok(Some(("x-portkey-api-key", k)));
-    }
-    if let Some(v) = header(h, "authorization")? {
-        if let Some(k) = strip_bearer(v).filter(|k| !k.is_empty()) {
-            return Ok(Some(("authorization", k)));
-        }
-    }
-    let native = match style {
-        AuthStyle::AzureApiKey => Some("api-key"),
-        AuthStyle::Anthropic => Some("x-api-key"),
-        _ => None,
-    };
-    if let Some(name) = native {
-        if let Some(k) = header(h, name)?.filter(|k| !k.is_empty()) {
-            return Ok(Some((name, k)));
-        }
-    }
-    Ok(None)
 }
 
 /// `x-portkey-request-timeout`: milliseconds per attempt.

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::parse::status_codes;
-use super::retry::{field, RETRY_STATUS_DEFAULT};
+use super::json::{field, status_codes};
+use super::retry::RETRY_STATUS_DEFAULT;
 use super::StrategyError;
 
 /// Timeouts always count as failures, whatever `failure_status_codes` says.

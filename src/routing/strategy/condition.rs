@@ -8,8 +8,18 @@
 use regex::{Regex, RegexBuilder};
 use serde_json::{Map, Value};
 
-use super::walk::Env;
 use super::{NodeId, StrategyError};
+
+/// What conditions read.
+#[derive(Debug, Clone, Copy)]
+pub struct Env<'a> {
+    /// The `x-portkey-metadata` object.
+    pub metadata: Option<&'a Value>,
+    /// The JSON request body.
+    pub params: Option<&'a Value>,
+    /// The request's URL path.
+    pub pathname: &'a str,
+}
 
 /// Compiled size limit of one `$regex` (the default is 10 MiB; conditions are small).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;

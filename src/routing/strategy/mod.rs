@@ -15,6 +15,7 @@
 
 mod breaker;
 mod condition;
+mod json;
 mod parse;
 mod retry;
 mod walk;
@@ -28,9 +29,10 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 pub use breaker::{Breaker, CbConfig, CircuitState};
+pub use condition::Env;
 pub use parse::{parse, ParseOptions};
 pub use retry::{backoff, retry_after, RetryPolicy, MAX_RETRY_WAIT, RETRY_STATUS_DEFAULT};
-pub use walk::{Env, Next, Outcome, Walk};
+pub use walk::{Next, Outcome, Walk};
 
 use condition::Query;
 

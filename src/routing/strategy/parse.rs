@@ -14,7 +14,8 @@ use serde_json::{Map, Value};
 
 use super::breaker::CbConfig;
 use super::condition::Routes;
-use super::retry::{field, RetryPolicy};
+use super::json::{field, status_codes};
+use super::retry::RetryPolicy;
 use super::{Group, Kind, Leaf, LeafId, Mode, Node, NodeId, StrategyError, Tree};
 
 /// Deepest nesting of `targets` below the root.
@@ -347,24 +348,4 @@ fn timeout(v: &Value, path: &str) -> Result<Duration, StrategyError> {
         .filter(|ms| *ms > 0)
         .map(Duration::from_millis)
         .ok_or_else(|| StrategyError::new(path, "must be a positive integer (milliseconds)"))
-}
-
-/// An array of HTTP status codes (integers 100..=599).
-pub(crate) fn status_codes(v: &Value, path: &str) -> Result<Vec<u16>, StrategyError> {
-    let bad = || {
-        StrategyError::new(
-            path,
-            "must be an array of HTTP status codes (integers 100 to 599)",
-        )
-    };
-    v.as_array()
-        .ok_or_else(bad)?
-        .iter()
-        .map(|c| {
-            c.as_u64()
-                .filter(|c| (100..=599).contains(c))
-                .map(|c| c as u16)
-                .ok_or_else(bad)
-        })
-        .collect()
 }

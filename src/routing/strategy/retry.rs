@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::parse::status_codes;
+use super::json::{field, status_codes};
 use super::StrategyError;
 
 /// Statuses retried when `retry.on_status_codes` is not given (Portkey's default).
@@ -80,14 +80,6 @@ impl RetryPolicy {
             use_retry_after,
         })
     }
-}
-
-/// The first of `names` present in `obj`, with the spelling found.
-pub(crate) fn field<'v>(
-    obj: &'v serde_json::Map<String, Value>,
-    names: &[&'static str],
-) -> Option<(&'static str, &'v Value)> {
-    names.iter().find_map(|n| obj.get(*n).map(|v| (*n, v)))
 }
 
 /// The wait before retry `n` (1 for the first retry): `base * 2^(n-1)`, capped at 30 s, then

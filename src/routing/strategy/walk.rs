@@ -4,21 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
+use super::condition::Env;
 use super::retry::{backoff, MAX_RETRY_WAIT};
 use super::{Group, Kind, LeafId, Mode, NodeId, StrategyError, Tree};
-
-/// What conditions read.
-#[derive(Debug, Clone, Copy)]
-pub struct Env<'a> {
-    /// The `x-portkey-metadata` object.
-    pub metadata: Option<&'a Value>,
-    /// The JSON request body.
-    pub params: Option<&'a Value>,
-    /// The request's URL path.
-    pub pathname: &'a str,
-}
 
 /// How an attempt ended. Every decision (retry, fallback, circuit) reads its status `code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
