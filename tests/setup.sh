@@ -28,7 +28,9 @@ venv_works() {
 
 # postgresql (Debian's PostgreSQL 15): the throwaway database servers of the end-to-end tests
 # (tests/common/postgres.rs), each on its own port and temporary directory.
-want=(cmake pkg-config libssl-dev perl make gcc nginx-light wrk postgresql)
+# prometheus (Debian's 2.42): promtool checks and unit-tests conf/prometheus, and the server
+# scrapes two keyways in tests/interop/test_deploy.py.
+want=(cmake pkg-config libssl-dev perl make gcc nginx-light wrk postgresql prometheus)
 if [ -x "$venv/bin/python" ]; then
     : # an existing venv proves venv support
 elif ! venv_works; then
@@ -45,8 +47,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     command -v apt-get >/dev/null || die "apt-get not found; install manually: ${missing[*]}"
     say "installing ${missing[*]}"
-    # Keep the package scripts from starting a system nginx or PostgreSQL (Debian's
-    # `main` cluster on 5432): the tests run their own instances on ephemeral ports.
+    # Keep the package scripts from starting a system nginx, PostgreSQL (Debian's `main`
+    # cluster on 5432) or Prometheus (:9090): the tests run their own on ephemeral ports.
     prc=/usr/sbin/policy-rc.d
     if [ -e "$prc" ]; then
         $SUDO mv "$prc" "$prc.keyway-saved"
@@ -65,6 +67,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     if [[ " ${missing[*]} " == *" nginx-light "* ]] && [ -d /run/systemd/system ]; then
         $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
     fi
+    if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+    fi
 else
     say "system packages present"
 fi
@@ -73,6 +78,8 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || die "nginx binary not f
 command -v wrk >/dev/null || die "wrk not found after install"
 pg_bin=/usr/lib/postgresql/15/bin
 [ -x "$pg_bin/initdb" ] || die "$pg_bin/initdb not found after install: the tests need PostgreSQL 15 (Debian's postgresql package)"
+command -v promtool >/dev/null || die "promtool not found after install (Debian's prometheus package)"
+command -v prometheus >/dev/null || die "prometheus not found after install (Debian's prometheus package)"
 
 [ -f "$reqs" ] || die "missing $reqs"
 # The stamp covers the interpreter too, so a Python upgrade rebuilds the venv.
@@ -91,10 +98,11 @@ else
     echo "$stamp_val" > "$stamp"
 fi
 
-"$venv/bin/python" -c 'import openai, portkey_ai, pytest, boto3, jwt, moto, ministack, hvac' \
+"$venv/bin/python" -c 'import openai, portkey_ai, pytest, boto3, jwt, moto, ministack, hvac, yaml' \
     || die "venv is missing a package"
 # The AWS emulators the entraFederated interop tests start (tests/interop/aws_servers.py).
-for tool in ministack moto_server; do
+# kubernetes-validate checks conf/k8s against Kubernetes' own schemas (test_deploy.py).
+for tool in ministack moto_server kubernetes-validate; do
     [ -x "$venv/bin/$tool" ] || die "venv is missing the $tool command"
 done
 # oidc-provider (npm, OpenID Certified) for the JWT interop tests, pinned by

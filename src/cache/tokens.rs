@@ -30,6 +30,8 @@ pub struct CachedToken {
     pub header: HeaderValue,
     pub token: Secret,
     pub expires_at: SystemTime,
+    /// How long it lived when it was stored: the scale `seconds_left` is read against.
+    pub lifetime: Duration,
 }
 
 impl CachedToken {
@@ -115,11 +117,12 @@ impl TokenSlot {
         let started = Instant::now();
         let result = self.source.fetch().await;
         metrics.token_fetched(self.mode, result.as_ref().err(), started.elapsed());
-        let stored = result.and_then(|token| Ok((cache_entry(&token, self.mode)?, token)));
+        let now = self.wall();
+        let stored = result.and_then(|token| Ok((cache_entry(&token, self.mode, now)?, token)));
         match stored {
             Ok((cached, token)) => {
                 let cached = Arc::new(cached);
-                self.renewal.succeeded(token.lifetime_left(self.wall()));
+                self.renewal.succeeded(token.lifetime_left(now));
                 self.current.store(Some(cached.clone()));
                 self.rejected.store(false, Ordering::Relaxed);
                 Ok(cached)
@@ -169,6 +172,14 @@ impl TokenSlot {
         })
     }
 
+    /// Lifetime of the current token as it was stored (0 without one); for the lifetime gauge.
+    pub fn lifetime_seconds(&self) -> f64 {
+        self.current
+            .load()
+            .as_ref()
+            .map_or(0.0, |t| t.lifetime.as_secs_f64())
+    }
+
     fn idle_for(&self) -> Duration {
         Duration::from_millis(
             self.now_ms()
@@ -177,7 +188,11 @@ impl TokenSlot {
     }
 }
 
-fn cache_entry(token: &Token, mode: AuthMode) -> Result<CachedToken, CredentialError> {
+fn cache_entry(
+    token: &Token,
+    mode: AuthMode,
+    now: SystemTime,
+) -> Result<CachedToken, CredentialError> {
     let header =
         crate::vocab::bearer(token.value.expose()).ok_or_else(|| CredentialError::Malformed {
             mode,
@@ -188,6 +203,7 @@ fn cache_entry(token: &Token, mode: AuthMode) -> Result<CachedToken, CredentialE
         header,
         token: token.value.clone(),
         expires_at: token.expires_at,
+        lifetime: token.lifetime_left(now),
     })
 }
 

@@ -7,6 +7,7 @@ use pingora_prometheus::prometheus::{
 };
 
 pub mod control;
+pub mod freshness;
 pub mod reload;
 mod routes;
 pub mod secrets;
@@ -46,6 +47,7 @@ pub struct Metrics {
     pub secrets: secrets::SecretMetrics,
     pub reload: reload::ReloadMetrics,
     pub control: control::ControlMetrics,
+    pub freshness: freshness::FreshnessMetrics,
     pub strategy: strategy::StrategyMetrics,
 }
 
@@ -209,6 +211,7 @@ impl Metrics {
             secrets: secrets::SecretMetrics::new(registry)?,
             reload: reload::ReloadMetrics::new(registry)?,
             control: control::ControlMetrics::new(registry)?,
+            freshness: freshness::FreshnessMetrics::new(registry)?,
             strategy: strategy::StrategyMetrics::new(registry)?,
         })
     }

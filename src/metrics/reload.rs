@@ -1,7 +1,9 @@
 //! Configuration reloads: how they ended, when the last one succeeded, and which configuration
 //! is active (its digest, as a one-series info metric).
 
-use pingora_prometheus::prometheus::{Gauge, IntCounterVec, IntGaugeVec, Opts, Registry, Result};
+use pingora_prometheus::prometheus::{
+    Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, Result,
+};
 
 /// How a reload ended; `as_str()` is the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +36,9 @@ impl ReloadOutcome {
 pub struct ReloadMetrics {
     reloads: IntCounterVec,
     pub last_success: Gauge,
+    /// 1 while the file on disk is the configuration that runs (start-up, `ok`, `unchanged`),
+    /// 0 after a refused reload until the next good one.
+    pub last_successful: IntGauge,
     info: IntGaugeVec,
 }
 
@@ -57,8 +62,15 @@ impl ReloadMetrics {
             ),
             &["digest"],
         )?;
+        let last_successful = IntGauge::new(
+            "keyway_config_last_reload_successful",
+            "1 when the last configuration reload (or the start-up) succeeded or found the file \
+             unchanged, 0 when it was refused and the previous configuration still runs",
+        )?;
+        last_successful.set(1);
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(last_success.clone()))?;
+        registry.register(Box::new(last_successful.clone()))?;
         registry.register(Box::new(info.clone()))?;
         for o in ReloadOutcome::ALL {
             reloads.with_label_values(&[o.as_str()]);
@@ -66,12 +78,15 @@ impl ReloadMetrics {
         Ok(ReloadMetrics {
             reloads,
             last_success,
+            last_successful,
             info,
         })
     }
 
     pub fn counted(&self, outcome: ReloadOutcome) {
         self.reloads.with_label_values(&[outcome.as_str()]).inc();
+        let good = outcome != ReloadOutcome::Invalid;
+        self.last_successful.set(i64::from(good));
     }
 
     /// A configuration went live: its digest becomes the only `keyway_config_info` series.
@@ -79,5 +94,29 @@ impl ReloadMetrics {
         self.info.reset();
         self.info.with_label_values(&[digest]).set(1);
         self.last_success.set(unix_seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_reload_clears_the_success_gauge_until_the_next_good_or_unchanged_one() {
+        let m = ReloadMetrics::new(&Registry::new()).unwrap();
+        assert_eq!(m.last_successful.get(), 1, "start-up");
+        m.counted(ReloadOutcome::Invalid);
+        assert_eq!(m.last_successful.get(), 0);
+        m.counted(ReloadOutcome::Invalid);
+        assert_eq!(m.last_successful.get(), 0);
+        m.counted(ReloadOutcome::Unchanged);
+        assert_eq!(
+            m.last_successful.get(),
+            1,
+            "the file is the running one again"
+        );
+        m.counted(ReloadOutcome::Invalid);
+        m.counted(ReloadOutcome::Ok);
+        assert_eq!(m.last_successful.get(), 1);
     }
 }

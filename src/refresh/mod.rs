@@ -50,15 +50,25 @@ impl Refresher {
             m.token_expiry
                 .with_label_values(&[&*name])
                 .set(slot.seconds_left());
+            m.freshness
+                .token_lifetime
+                .with_label_values(&[&*name])
+                .set(slot.lifetime_seconds());
         }
     }
 
+    /// Starts due key-set refreshes and publishes each remote set's age.
     fn refresh_due_jwks(&self, rt: &Runtime) {
         for j in &rt.jwks {
             if j.cache.renewal().claim_due() {
                 tokio::spawn(refresh_jwks(j.clone(), self.warm.metrics.clone()));
             }
         }
+        let ages = rt.jwks.iter().filter_map(|j| {
+            let age = j.cache.age()?;
+            Some((j.name.as_str(), age.as_secs_f64()))
+        });
+        self.warm.metrics.freshness.jwks_ages(ages);
     }
 
     /// Ready once every configured credential holds a token, every mapped secret (when
@@ -70,6 +80,8 @@ impl Refresher {
                 "keyway is ready: every configured credential holds a token or secret and every JWT validator its keys"
             );
         }
+        let ready = self.ready.is_ready();
+        self.warm.metrics.freshness.ready.set(i64::from(ready));
     }
 }
 

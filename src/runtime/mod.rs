@@ -205,6 +205,7 @@ impl Runtime {
             for (name, _) in &p.pinned {
                 if !self.pinned.iter().any(|(n, _)| n == name) {
                     let _ = warm.metrics.token_expiry.remove_label_values(&[name]);
+                    let _ = (warm.metrics.freshness.token_lifetime).remove_label_values(&[name]);
                 }
             }
         }

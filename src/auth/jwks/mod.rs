@@ -101,6 +101,8 @@ pub struct JwksCache {
     last_refetch: tokio::sync::Mutex<Option<Instant>>,
     /// When the refresher fetches the set again (remote sources only).
     renewal: Renewal<String>,
+    /// When the published set was last fetched (the cache's creation until then).
+    fetched_at: std::sync::Mutex<Instant>,
 }
 
 impl std::fmt::Debug for JwksCache {
@@ -154,6 +156,7 @@ impl JwksCache {
             client,
             min_refetch_interval: DEFAULT_MIN_REFETCH_INTERVAL,
             last_refetch: tokio::sync::Mutex::new(None),
+            fetched_at: std::sync::Mutex::new(Instant::now()),
         })
     }
 
@@ -199,6 +202,20 @@ impl JwksCache {
     /// The key with this `kid`; lock-free.
     pub fn get(&self, kid: &str) -> Option<Arc<VerifyKey>> {
         self.published.load().keys.get(kid).cloned()
+    }
+
+    /// How long ago the published set was fetched (since the cache was made when it never
+    /// was); `None` for inline keys, which never age. For `keyway_jwks_age_seconds`.
+    pub fn age(&self) -> Option<Duration> {
+        if matches!(self.source, JwksSource::Inline(_)) && self.issuer_document.is_none() {
+            return None;
+        }
+        Some(
+            self.fetched_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed(),
+        )
     }
 
     /// Number of usable keys held now.
@@ -261,6 +278,7 @@ impl JwksCache {
         };
         let n = keys.len();
         self.published.store(Arc::new(Published { keys, issuers }));
+        *self.fetched_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         Ok(n)
     }
 

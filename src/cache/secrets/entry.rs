@@ -48,6 +48,9 @@ pub struct Entry {
     pub(super) renewal: Renewal<SecretError>,
     /// The version an upstream refused (0: none).
     pub(super) rejected: AtomicU64,
+    /// When the last successful fetch happened, plus 1 (0: never); outlives a value dropped
+    /// past its bound, so the age gauge still sees it.
+    pub(super) fetched_ok_ms: AtomicU64,
 }
 
 impl Entry {
@@ -59,6 +62,7 @@ impl Entry {
             last_used: AtomicU64::new(0),
             renewal: Renewal::new(timing, due),
             rejected: AtomicU64::new(0),
+            fetched_ok_ms: AtomicU64::new(0),
         }
     }
 

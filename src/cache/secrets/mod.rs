@@ -283,6 +283,7 @@ impl SecretStore {
         match result {
             Ok(value) => {
                 e.renewal.succeeded(p.ttl);
+                e.fetched_ok_ms.store(self.now_ms() + 1, Relaxed);
                 log::info!(
                     "secret reference '{}': fetched from {}",
                     e.spec.slug,
@@ -316,14 +317,16 @@ impl SecretStore {
         let p = self.policy.load_full();
         let ttl = p.ttl.as_millis() as u64;
         let mut stale = [0u64; 3];
+        let mut age = [0u64; 3];
         for e in self.active.load().iter() {
             let current = self.value(e);
+            if let Some(a) = in_use_age(e, current.as_deref(), p.prefetch, now) {
+                let slot = manager_slot(e.spec.manager);
+                age[slot] = age[slot].max(a);
+            }
             if let Some(c) = &current {
                 let over = now.saturating_sub(c.fetched_ms).saturating_sub(ttl);
-                let slot = ManagerType::ALL
-                    .iter()
-                    .position(|m| *m == e.spec.manager)
-                    .unwrap_or(0);
+                let slot = manager_slot(e.spec.manager);
                 stale[slot] = stale[slot].max(over);
             }
             let in_use = match &current {
@@ -346,9 +349,14 @@ impl SecretStore {
                 }
             });
         }
+        let fresh = &self.metrics.freshness;
         for (i, m) in ManagerType::ALL.iter().enumerate() {
             self.metrics.secrets.staleness(*m, stale[i] as f64 / 1000.0);
+            fresh.secret_age(*m, age[i] as f64 / 1000.0);
         }
+        fresh
+            .secret_max_age
+            .set((p.ttl + p.max_stale).as_secs_f64());
     }
 
     /// The slugs of active, prefetched references that hold no value yet (each once).
@@ -372,6 +380,22 @@ impl SecretStore {
     pub fn ready(&self) -> bool {
         self.missing().is_empty()
     }
+}
+
+fn manager_slot(m: ManagerType) -> usize {
+    ManagerType::ALL.iter().position(|x| *x == m).unwrap_or(0)
+}
+
+/// Milliseconds since the last successful fetch of an entry requests need (prefetched, or used
+/// since that fetch): its value's age, or, once the value was dropped past its bound, the age
+/// it would have. `None` for entries never fetched or not in use.
+fn in_use_age(e: &Entry, current: Option<&Cached>, prefetch: bool, now: u64) -> Option<u64> {
+    let fetched = match current {
+        Some(c) => c.fetched_ms,
+        None => e.fetched_ok_ms.load(Relaxed).checked_sub(1)?,
+    };
+    let wanted = prefetch || e.last_used.load(Relaxed) > fetched;
+    wanted.then(|| now.saturating_sub(fetched))
 }
 
 fn unavailable(e: &Entry, cause: SecretError) -> SecretUnavailable {

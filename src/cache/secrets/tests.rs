@@ -289,3 +289,36 @@ async fn a_reload_keeps_the_entries_it_still_maps_warm_and_drops_the_rest() {
         &entries[1]
     ));
 }
+
+#[tokio::test]
+async fn the_age_gauge_counts_values_in_use_and_outlives_one_dropped_past_its_bound() {
+    let (s, f) = store(50, 100, false);
+    let age = |s: &SecretStore| {
+        s.metrics
+            .freshness
+            .secret_age_of(ManagerType::HashicorpVault)
+    };
+    f.set(Some("v1"));
+    s.get(&one(&s)).await.unwrap();
+    s.refresh_due();
+    assert_eq!(age(&s), 0.0, "fetched but not used since: not counted");
+    assert_eq!(s.metrics.freshness.secret_max_age.get(), 0.15);
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    s.get(&one(&s)).await.unwrap();
+    s.refresh_due();
+    let a = age(&s);
+    assert!((0.015..0.15).contains(&a), "in use, within its TTL: {a}");
+
+    // The manager fails for longer than TTL + max_stale: the value is dropped, the age grows on.
+    f.set(None);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(s.get(&one(&s)).await.is_err(), "past its bound");
+    assert!(s.value(&one(&s)).is_none());
+    s.refresh_due();
+    let a = age(&s);
+    assert!(
+        a > s.metrics.freshness.secret_max_age.get(),
+        "past the bound: {a}"
+    );
+}

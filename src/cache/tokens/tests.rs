@@ -248,3 +248,33 @@ async fn a_reload_that_keeps_a_credential_keeps_its_token_and_drops_the_rest() {
     // A request that still held the dropped slot finishes with it.
     assert!(gone.current().is_some());
 }
+
+#[tokio::test]
+async fn the_lifetime_stays_while_seconds_left_run_down_and_a_failed_refresh_keeps_both() {
+    let w = world();
+    let slot = w.slot("s-life", true);
+    assert_eq!((slot.lifetime_seconds(), slot.seconds_left()), (0.0, 0.0));
+    assert!(slot.claim_due());
+    slot.refresh(&w.metrics).await.unwrap();
+    assert_eq!(slot.lifetime_seconds(), 3600.0);
+    assert_eq!(slot.seconds_left(), 3600.0);
+
+    // 55 min on, every refresh failed: 5 min left of an hour, below the alert's 15%.
+    w.clock.advance(Duration::from_secs(55 * 60));
+    w.fail(Some(unavailable()));
+    assert!(slot.claim_due());
+    assert!(slot.refresh(&w.metrics).await.is_err());
+    assert_eq!(slot.lifetime_seconds(), 3600.0, "the old token is kept");
+    assert_eq!(slot.seconds_left(), 300.0);
+    assert!(slot.seconds_left() < 0.15 * slot.lifetime_seconds());
+
+    // A fresh token of its own lifetime resets both.
+    w.fail(None);
+    w.clock.advance(Duration::from_secs(120));
+    assert!(slot.claim_due());
+    slot.refresh(&w.metrics).await.unwrap();
+    assert_eq!(
+        (slot.lifetime_seconds(), slot.seconds_left()),
+        (3600.0, 3600.0)
+    );
+}
