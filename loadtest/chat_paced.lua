@@ -8,9 +8,10 @@
 -- firing in lock-step bursts of 32, which is queueing again. wrk starts the
 -- latency clock when the request is written, so the wait is not counted.
 
--- Load chat.lua from this script's directory, so the request is defined once.
+-- Load the request from chat.lua in this script's directory (or LT_BODY, the script of the
+-- run's SHAPE), so it is defined once.
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-dofile(dir .. "chat.lua")
+dofile(os.getenv("LT_BODY") or (dir .. "chat.lua"))
 
 local pace = tonumber(os.getenv("PACE_MS") or "10")
 if pace == nil or pace < 0 then

@@ -36,11 +36,28 @@
 #                        upstream) behind it; the first always answers 200, so this is the cost of
 #                        the strategy itself (goal: >= 0.95x keyway_cfg_single's req/s). Not in the
 #                        default: TARGETS="keyway_cfg_single keyway_cfg_fallback"
+#          bare, bare_key: a bare Pingora proxy (loadtest/bare_pingora.rs, built with keyway's
+#                        own Pingora) that sends every request to the upstream with one header
+#                        inserted: Authorization (bare, the path of `keyway`) or api-key
+#                        (bare_key, the route path of `keyway_key`). keyway / bare is keyway's
+#                        own cost over Pingora's.
 #          base, base_key: `keyway` and `keyway_key` run by BASELINE_BIN (another build, e.g. the
 #                        previous commit), for an A/B of two builds in the same rounds
+#        SHAPE=json      what every request and answer looks like:
+#          json     - the ~160-byte chat POST, a ~330-byte JSON answer (default)
+#          sse      - the same POST, answered as OpenAI's stream: text/event-stream, 9 events
+#          upload   - a 1 MiB chat POST (images, audio, long prompts), the JSON answer
+#          download - the small POST, a 1 MiB JSON answer
+#        PROFILE=1       also sample every keyway and bare target with `perf record` during
+#                        the last throughput round, and report where each pair's time per
+#                        request goes, symbol by symbol (keyway minus bare, in µs per request)
+#        BARE_BIN=...    (default <target dir>/dist/examples/bare-pingora, built with keyway)
 #        KEYWAY_BIN=...  (default ${CARGO_TARGET_DIR:-~/.cache/keyway/target}/dist/keyway,
 #                         rebuilt with `cargo build --profile dist` unless NO_BUILD=1)
-#        BASELINE_BIN=... (the binary of the base targets)
+#        BASELINE_BIN=... (the binary of the base targets; may be KEYWAY_BIN itself)
+#        KEYWAY_TOML=..., BASELINE_TOML=... TOML appended to the config of every keyway target
+#                        (BASELINE_TOML: of the base targets): an A/B of settings, e.g.
+#                        KEYWAY_TOML=$'[listener]\nread_buffer_bytes = 0'
 #        KEYWAY_RUST_LOG=warn  OUT=loadtest/results/latest.md  NGINX_BIN=nginx
 #
 # Adding a keyway variant (e.g. gateway key, JWT): write a config template
@@ -61,12 +78,18 @@ CONNECTIONS=${CONNECTIONS:-32}
 WARMUP=${WARMUP:-1}
 TARGETS=${TARGETS:-"direct keyway keyway_gwkey keyway_gwkey_api keyway_jwt keyway_key keyway_entra keyway_secret nginx"}
 OUT=${OUT:-$HERE/results/latest.md}
+SHAPE=${SHAPE:-json}
+PROFILE=${PROFILE:-}
+PERF_PID=""                # the perf record of the current round
+SHAPE_HDR=""               # the header that selects the upstream's answer (sse, download)
+SMOKE_MATCH='"chat.completion"' # what a proxied answer must contain
 KEYWAY_RUST_LOG=${KEYWAY_RUST_LOG:-warn}
 NGINX_BIN=${NGINX_BIN:-}
 API_KEY=sk-loadtest
 GATEWAY_KEY=kw-loadtest-gateway-key
 OWNER_KEY=kw-loadtest-owner-key # an organisation owner: admin API only
-LUA=$HERE/chat.lua
+LUA=$HERE/chat.lua # the flat-out script; SHAPE=upload's is chat_upload.lua
+BODY_LUA=$LUA      # the request's script, also loaded by chat_paced.lua
 LUA_PACED=$HERE/chat_paced.lua
 RUN_THROUGHPUT="" # non-empty when PHASES has throughput
 RUN_LATENCY=""    # non-empty when PHASES has latency
@@ -91,110 +114,23 @@ WRK_PID=""     # the wrk (under timeout) currently running
 WORK=""
 UPSTREAM_PORT=""
 
-log() { printf '[loadtest] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+LOG_PREFIX=loadtest
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
 # --- process bookkeeping -----------------------------------------------------
 
-alive() { kill -0 "$1" 2>/dev/null; }
-
-# Stop everything we started, newest first. A polite signal first, then
-# SIGKILL after a bounded wait: keyway's graceful SIGTERM drain can take
-# minutes, and a load test has nothing worth draining.
+# Stop everything we started (the current wrk, sampler and perf first).
 cleanup() {
-    local rc=$? i entry pid sig n
+    local rc=$? pid
     trap - EXIT INT TERM
-    for pid in $WRK_PID $SAMPLER_PID; do
+    for pid in $WRK_PID $SAMPLER_PID $PERF_PID; do
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
-    for ((i = ${#STOP_LIST[@]} - 1; i >= 0; i--)); do
-        entry=${STOP_LIST[i]}
-        pid=${entry%%:*} sig=${entry#*:}
-        alive "$pid" || continue
-        kill -s "$sig" "$pid" 2>/dev/null || true
-        n=0
-        while alive "$pid" && ((n++ < 50)); do sleep 0.1; done
-        if alive "$pid"; then
-            log "pid $pid ignored SIG$sig; killing it"
-            kill -s KILL "$pid" 2>/dev/null || true
-        fi
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ -n $WORK && -d $WORK ]]; then
-        if [[ $rc -ne 0 && -n ${KEEP_WORK_ON_FAIL:-} ]]; then
-            log "keeping $WORK for inspection"
-        else
-            rm -rf "$WORK"
-        fi
-    fi
+    stop_tracked
+    remove_work "$rc"
     exit "$rc"
-}
-
-track() { STOP_LIST+=("$1:$2"); }
-
-# Show the tail of a log when a component misbehaves.
-show_log() {
-    [[ -f $1 ]] || return 0
-    log "--- last lines of $1 ---"
-    tail -n 20 "$1" >&2 || true
-}
-
-# --- small helpers -----------------------------------------------------------
-
-require_uint() {
-    [[ ${!1} =~ ^[0-9]+$ && ${!1} -ge $2 ]] || die "$1 must be an integer >= $2 (got '${!1}')"
-}
-
-# free_port VAR: a port on 127.0.0.1 nobody listens on, outside the ephemeral
-# range when possible, so wrk's own client sockets cannot collide with it.
-free_port() {
-    local var=$1 eph_lo eph_hi lo hi p i
-    read -r eph_lo eph_hi </proc/sys/net/ipv4/ip_local_port_range
-    if ((eph_lo > 11000)); then
-        lo=10000 hi=$((eph_lo - 1))
-    elif ((eph_hi < 64000)); then
-        lo=$((eph_hi + 1)) hi=65535
-    else
-        lo=10000 hi=65535
-    fi
-    for ((i = 0; i < 200; i++)); do
-        p=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo + 1)))
-        [[ $USED_PORTS == *" $p "* ]] && continue
-        if command -v ss >/dev/null; then
-            [[ -z $(ss -Htln "sport = :$p" 2>/dev/null) ]] || continue
-        else
-            # No ss: a refused connect means nobody listens there.
-            (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
-        fi
-        USED_PORTS+="$p "
-        printf -v "$var" '%s' "$p"
-        return 0
-    done
-    die "no free port found on 127.0.0.1"
-}
-
-# render SRC DST KEY=VALUE...: copy a template, replacing @KEY@ with VALUE.
-render() {
-    local src=$1 dst=$2 kv args=()
-    shift 2
-    for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
-    sed "${args[@]}" "$src" >"$dst"
-    ! grep -n '@[A-Z_]*@' "$dst" >/dev/null || die "unfilled placeholder in $dst: $(grep -o '@[A-Z_]*@' "$dst" | head -1)"
-}
-
-# cpu_ticks PID: user+system clock ticks of the whole process (all threads).
-# The comm field may contain spaces, so split after the last ')'.
-cpu_ticks() {
-    local stat rest f
-    stat=$(<"/proc/$1/stat") || die "process $1 is gone"
-    rest=${stat##*) }
-    read -ra f <<<"$rest"
-    echo $((f[11] + f[12])) # fields 14 (utime) and 15 (stime)
-}
-
-rss_kib() {
-    awk '/^VmRSS:/ { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0
 }
 
 # wait_http URL WHAT PID: bounded wait until URL answers any HTTP status.
@@ -250,6 +186,14 @@ start_upstream() {
     [[ -z $UPSTREAM_PORT ]] || return 0
     free_port UPSTREAM_PORT
     "$HERE/make-jwt.sh" "$WORK"
+    mkdir -p "$WORK/upstream"
+    # SHAPE=download's answer: a chat completion whose content is 1 MiB of text.
+    awk 'BEGIN { s = "abcdefghijklmnopqrstuvwxyz012345"; while (length(s) < 1048576) s = s s
+        printf "{\"id\":\"chatcmpl-loadtest\",\"object\":\"chat.completion\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"%s\"},\"finish_reason\":\"stop\"}]}", s }' \
+        >"$WORK/upstream/download.json"
+    # nginx's worker (an unprivileged user when started as root) reads the file itself.
+    chmod 755 "$WORK" "$WORK/upstream"
+    chmod 644 "$WORK/upstream/download.json"
     start_nginx upstream "$HERE/nginx-upstream.conf.in" "$UPSTREAM_PORT" JWKS_JSON="$(<"$WORK/jwks.json")"
 }
 
@@ -265,10 +209,15 @@ keyway_bin() {
         if [[ -z ${NO_BUILD:-} ]]; then
             command -v cargo >/dev/null || die "no cargo to build keyway (or set KEYWAY_BIN)"
             log "building keyway (--profile dist) into $target_dir"
-            (cd "$ROOT" && CARGO_TARGET_DIR=$target_dir OPENSSL_NO_VENDOR=1 cargo build --profile dist --locked) >&2
+            # Two builds: an example is built with the dev-dependencies' features, which must
+            # not leak into the binary measured.
+            (cd "$ROOT" && export CARGO_TARGET_DIR=$target_dir OPENSSL_NO_VENDOR=1 &&
+                cargo build --profile dist --locked --bin keyway &&
+                cargo build --profile dist --locked --example bare-pingora) >&2
         fi
         [[ -x $KEYWAY_BIN ]] || die "$KEYWAY_BIN is missing (NO_BUILD set, or the build failed)"
     fi
+    BARE_BIN=${BARE_BIN:-$(dirname "$KEYWAY_BIN")/examples/bare-pingora}
     KEYWAY_RESOLVED=1
 }
 
@@ -296,6 +245,13 @@ start_keyway() {
         UPSTREAM_PORT="$UPSTREAM_PORT" API_KEY="$API_KEY" GATEWAY_KEY_HASH="$(sha256_hash "$GATEWAY_KEY")" \
         OWNER_KEY_HASH="$(sha256_hash "$OWNER_KEY")"
     local bin=${T_BIN[$name]:-$KEYWAY_BIN}
+    # Extra TOML for an A/B of settings: BASELINE_TOML for the base targets, KEYWAY_TOML for
+    # the others.
+    if [[ -n ${T_BIN[$name]:-} ]]; then
+        printf '\n%s\n' "${BASELINE_TOML:-}" >>"$cfg"
+    else
+        printf '\n%s\n' "${KEYWAY_TOML:-}" >>"$cfg"
+    fi
     "$bin" --check-config --config "$cfg" >"$dir/check.log" 2>&1 ||
         { show_log "$dir/check.log"; die "keyway rejected $cfg"; }
     RUST_LOG=$KEYWAY_RUST_LOG KEYWAY_DATA_DIR=$dir/data "$bin" --config "$cfg" --threads 1 \
@@ -343,6 +299,35 @@ setup_target_nginx() {
     start_nginx nginx "$HERE/nginx-proxy.conf.in" "$port" UPSTREAM_PORT="$UPSTREAM_PORT"
     register_target nginx "nginx proxy" proxy \
         "http://127.0.0.1:$port/v1/chat/completions" "$NGINX_WORKER_PID" ""
+}
+
+# start_bare NAME PATH HEADER: the bare Pingora proxy, one thread, inserting HEADER.
+start_bare() {
+    local name=$1 path=$2 header=$3 listen dir pid
+    keyway_bin
+    [[ -x $BARE_BIN ]] || die "$BARE_BIN is missing (build it: cargo build --profile dist --example bare-pingora)"
+    start_upstream
+    free_port listen
+    dir=$WORK/$name
+    mkdir -p "$dir"
+    "$BARE_BIN" --listen "127.0.0.1:$listen" --upstream "127.0.0.1:$UPSTREAM_PORT" \
+        --header "$header" --threads 1 </dev/null >"$dir/bare.log" 2>&1 &
+    pid=$!
+    track "$pid" INT
+    T_LOG[$name]=$dir/bare.log
+    wait_http "http://127.0.0.1:$listen/" "bare Pingora $name" "$pid"
+    register_target "$name" "bare Pingora ($name)" bare "http://127.0.0.1:$listen$path" "$pid" ""
+    RSS_IDLE[$name]=$(rss_kib "$pid")
+    RSS_MAX[$name]=0
+    log "bare Pingora $name on 127.0.0.1:$listen (pid $pid, idle RSS ${RSS_IDLE[$name]} KiB)"
+}
+
+setup_target_bare() {
+    start_bare bare /v1/chat/completions "authorization: Bearer $API_KEY"
+}
+
+setup_target_bare_key() {
+    start_bare bare_key "$AZURE_PATH" "api-key: $API_KEY"
 }
 
 setup_target_keyway() {
@@ -476,20 +461,19 @@ wrk_hdr_args() {
     while IFS= read -r h; do
         if [[ -n $h ]]; then WRK_HDR_ARGS+=(-H "$h"); fi
     done <<<"${T_HDRS[$1]}"
+    if [[ -n $SHAPE_HDR ]]; then WRK_HDR_ARGS+=(-H "$SHAPE_HDR"); fi
 }
 
 # One request per target before measuring: the whole chain must return the
 # canned completion, or the numbers would measure error paths.
 smoke_test() {
-    local t=$1 body code args=() h
-    while IFS= read -r h; do
-        if [[ -n $h ]]; then args+=(-H "$h"); fi
-    done <<<"${T_HDRS[$t]}"
+    local t=$1 body code
+    wrk_hdr_args "$t"
     body=$WORK/smoke.$t
     code=$(curl -s -m 5 -o "$body" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
-        "${args[@]}" --data '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' \
+        "${WRK_HDR_ARGS[@]}" --data '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' \
         "${T_URL[$t]}" || true)
-    if [[ $code != 200 ]] || ! grep -q '"chat.completion"' "$body"; then
+    if [[ $code != 200 ]] || ! grep -qF "$SMOKE_MATCH" "$body"; then
         log "smoke test for $t: HTTP $code, body: $(head -c 300 "$body" 2>/dev/null)"
         show_log "${T_LOG[$t]:-}"
         die "target $t does not return the upstream's completion"
@@ -527,7 +511,7 @@ parse_wrk() {
 # (cleanup) once a foreground command has finished.
 run_wrk() {
     wrk_hdr_args "$1"
-    PACE_MS=$PACE_MS timeout $(($2 + 30)) wrk -t1 -c"$CONNECTIONS" -d"$2s" --latency -s "${4:-$LUA}" \
+    PACE_MS=$PACE_MS LT_BODY=$BODY_LUA timeout $(($2 + 30)) wrk -t1 -c"$CONNECTIONS" -d"$2s" --latency -s "${4:-$LUA}" \
         "${WRK_HDR_ARGS[@]}" "${T_URL[$1]}" >"$3" 2>&1 &
     WRK_PID=$!
     if ! wait "$WRK_PID"; then
@@ -547,13 +531,23 @@ measure() {
         alive "$pid" || { show_log "${T_LOG[$t]:-}"; die "$t died"; }
         c0=$(cpu_ticks "$pid")
     fi
-    if [[ ${T_KIND[$t]} == keyway ]]; then
+    if [[ ${T_KIND[$t]} == keyway || ${T_KIND[$t]} == bare ]]; then
         # RSS under load: sample once a second; the loop ends on its own
         # when wrk does, so nothing is left behind.
         (for ((i = 0; i < DURATION; i++)); do sleep 1; rss_kib "$pid"; done) >"$WORK/rss.$t.$r" &
         SAMPLER_PID=$!
     fi
+    if [[ -n $PROFILE && $r == "$ROUNDS" && ( ${T_KIND[$t]} == keyway || ${T_KIND[$t]} == bare ) ]]; then
+        # Self time per symbol; the first second is left out (wrk connecting).
+        (sleep 1 && exec perf record -q -F 1999 -p "$pid" -o "$WORK/perf.$t.data" -- sleep $((DURATION > 3 ? DURATION - 2 : 1))) \
+            >"$WORK/perf.$t.log" 2>&1 &
+        PERF_PID=$!
+    fi
     run_wrk "$t" "$DURATION" "$out"
+    if [[ -n $PERF_PID ]]; then
+        wait "$PERF_PID" || { cat "$WORK/perf.$t.log" >&2; die "perf record failed for $t"; }
+        PERF_PID=""
+    fi
     if [[ -n $pid ]]; then
         c1=$(cpu_ticks "$pid")
         cpu=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", d / hz }')
@@ -622,6 +616,13 @@ added_p99() {
         END { for (r in p) if (r in d) print p[r] - d[r] }' "${2:-$WORK/rounds}" | median_of %.3f
 }
 
+# round_ratio A B COLUMN: the median over rounds of A's value / B's value in the same round
+# (pairing by round cancels what drifts between rounds on a shared machine).
+round_ratio() {
+    awk -v a="$1" -v b="$2" -v c="$3" '$1 == a && $c != "-" { x[$2] = $c } $1 == b && $c != "-" { y[$2] = $c }
+        END { for (r in x) if ((r in y) && y[r] > 0) print x[r] / y[r] }' "$WORK/rounds" | median_of %.3f
+}
+
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 fmt() { # FORMAT VALUE: printf unless the value is missing
@@ -647,6 +648,18 @@ report() {
                 'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.2f", a / b; else print "—" }')
             echo "- $t/nginx ratio of req per proxy CPU-s: $ratio"
         fi
+    done
+    for pair in "keyway bare" "keyway_key bare_key" "keyway_cfg_single bare" "keyway_gwkey bare" "keyway_jwt bare" "keyway_entra bare_key" "keyway_secret bare_key"; do
+        set -- $pair
+        [[ -n ${T_KIND[$1]:-} && -n ${T_KIND[$2]:-} ]] || continue
+        ratio=$(awk -v a="$(median "$1" 9)" -v b="$(median "$2" 9)" \
+            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
+        verdict=$(awk -v r="$ratio" 'BEGIN { if (r == "—") print "—"; else if (r >= 0.95) print "meets the ≥ 0.95 goal"; else print "BELOW the ≥ 0.95 goal" }')
+        echo "- $1 / $2 (keyway over bare Pingora), req per proxy CPU-s: $ratio — $verdict; median of the rounds' own ratios: $(round_ratio "$1" "$2" 9); req/s: $(awk -v a="$(median "$1" 3)" -v b="$(median "$2" 3)" 'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')"
+    done
+    for t in bare bare_key; do
+        [[ -n ${T_KIND[$t]:-} && -n ${T_KIND[nginx]:-} ]] || continue
+        echo "- $t/nginx ratio of req per proxy CPU-s: $(awk -v a="$(median "$t" 9)" -v b="$(median nginx 9)" 'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.2f", a / b; else print "—" }')"
     done
     for t in $TARGETS; do
         [[ ${T_KIND[$t]} != direct && -n ${T_KIND[direct]:-} ]] || continue
@@ -696,8 +709,56 @@ report() {
         echo "- secret reads the fake Vault received during the run: $(wc -l <"$WORK/upstream/vault-requests.log" 2>/dev/null || echo 0)"
     fi
     for k in $TARGETS; do
-        [[ ${T_KIND[$k]} == keyway ]] || continue
+        [[ ${T_KIND[$k]} == keyway || ${T_KIND[$k]} == bare ]] || continue
         echo "- $k RSS: idle $(mib "${RSS_IDLE[$k]}") MiB, under load (max) $(mib "${RSS_MAX[$k]}") MiB"
+    done
+}
+
+# perf_symbols NAME: "symbol share" lines of target NAME's profile (self time, percent).
+perf_symbols() {
+    perf report -i "$WORK/perf.$1.data" --no-children --sort sym --stdio -q --percent-limit 0.01 2>/dev/null |
+        awk 'NF >= 3 && $1 ~ /%$/ { p = $1; sub(/%$/, "", p); $1 = ""; $2 = ""; sub(/^ +/, ""); print $0 "\t" p }'
+}
+
+# profile_report: for each keyway/bare pair that ran, the CPU time per request of each symbol
+# (its share of the profile × the target's CPU-seconds per request in the profiled round), and
+# the symbols where keyway spends the most time over bare Pingora.
+profile_report() {
+    local pair a b ua ub
+    for pair in "keyway bare" "keyway_key bare_key"; do
+        set -- $pair
+        a=$1 b=$2
+        [[ -f $WORK/perf.$a.data && -f $WORK/perf.$b.data ]] || continue
+        # µs of CPU per request in the profiled (last) round.
+        ua=$(awk -v t="$a" -v r="$ROUNDS" '$1 == t && $2 == r && $9 > 0 { printf "%.3f", 1e6 / $9 }' "$WORK/rounds")
+        ub=$(awk -v t="$b" -v r="$ROUNDS" '$1 == t && $2 == r && $9 > 0 { printf "%.3f", 1e6 / $9 }' "$WORK/rounds")
+        echo
+        echo "### Where $a spends its time over $b (perf, round $ROUNDS)"
+        echo
+        echo "CPU per request: $a $ua µs, $b $ub µs. Symbols by the time they take per request in"
+        echo "$a minus in $b (self time; kernel symbols included):"
+        echo
+        echo "| symbol | $a µs/req | $b µs/req | extra µs/req |"
+        echo "|---|---:|---:|---:|"
+        perf_symbols "$a" >"$WORK/sym.$a"
+        perf_symbols "$b" >"$WORK/sym.$b"
+        awk -F'\t' -v ua="$ua" -v ub="$ub" '
+            FNR == NR { pa[$1] += $2; next }
+            { pb[$1] += $2 }
+            END {
+                for (s in pa) all[s] = 1
+                for (s in pb) all[s] = 1
+                for (s in all) {
+                    x = pa[s] * ua / 100; y = pb[s] * ub / 100
+                    printf "%s\t%.3f\t%.3f\t%.3f\n", s, x, y, x - y
+                }
+            }' "$WORK/sym.$a" "$WORK/sym.$b" | sort -t$'\t' -k4,4gr >"$WORK/sym.$a.diff"
+        # The 20 symbols where keyway spends the most over bare, then the 8 where it spends the
+        # least (awk, not head: an early-closed pipe would fail the run under pipefail).
+        awk -F'\t' -v n="$(wc -l <"$WORK/sym.$a.diff")" 'NR <= 20 || NR > n - 8 {
+                if (NR > 20 && !gap++) print "| … | | | |"
+                s = $1; gsub(/\|/, "\\|", s); if (length(s) > 90) s = substr(s, 1, 87) "..."
+                printf "| `%s` | %s | %s | %s |\n", s, $2, $3, $4 }' "$WORK/sym.$a.diff"
     done
 }
 
@@ -745,6 +806,15 @@ raw_table() {
     awk '{ printf "| %s | %s | %.0f | %.3f | %.3f | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }' "$WORK/rounds"
 }
 
+shape_words() {
+    case $SHAPE in
+        json) echo "~$(grep -o "wrk.body = '[^']*'" "$LUA" | sed "s/^wrk.body = '//; s/'\$//" | wc -c) B chat POST, ~330 B JSON answer" ;;
+        sse) echo "the small chat POST answered by a 9-event text/event-stream of ~1.9 KB" ;;
+        upload) echo "1 MiB chat POST, ~330 B JSON answer" ;;
+        download) echo "the small chat POST, 1 MiB JSON answer" ;;
+    esac
+}
+
 environment() {
     local rev
     rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
@@ -758,7 +828,10 @@ environment() {
             echo "- baseline (targets base, base_key): $BASELINE_BIN (built $(date -u -r "$BASELINE_BIN" '+%Y-%m-%d %H:%M UTC'))"
         fi
     fi
-    echo "- run: targets \"$TARGETS\", phases \"$PHASES\", wrk -t1 -c$CONNECTIONS, ${WARMUP} s flat-out warm-up per target, ~$(grep -o "wrk.body = '[^']*'" "$LUA" | sed "s/^wrk.body = '//; s/'\$//" | wc -c) B request body, CLK_TCK $CLK_TCK"
+    echo "- run: targets \"$TARGETS\", phases \"$PHASES\", wrk -t1 -c$CONNECTIONS, ${WARMUP} s flat-out warm-up per target, SHAPE=$SHAPE ($(shape_words)), CLK_TCK $CLK_TCK"
+    if [[ -n ${KEYWAY_RESOLVED:-} && -x ${BARE_BIN:-} ]]; then
+        echo "- bare Pingora: $BARE_BIN (built $(date -u -r "$BARE_BIN" '+%Y-%m-%d %H:%M UTC'))"
+    fi
     if [[ -n $RUN_THROUGHPUT ]]; then
         echo "- throughput phase: $ROUNDS interleaved rounds × ${DURATION} s, flat out (no think time)"
     fi
@@ -780,6 +853,13 @@ main() {
         esac
     done
     [[ -n $RUN_THROUGHPUT$RUN_LATENCY ]] || die "PHASES is empty"
+    case $SHAPE in
+        json) ;;
+        sse) SHAPE_HDR="x-loadtest-shape: sse" SMOKE_MATCH="data: [DONE]" ;;
+        download) SHAPE_HDR="x-loadtest-shape: download" ;;
+        upload) LUA=$HERE/chat_upload.lua BODY_LUA=$HERE/chat_upload.lua ;;
+        *) die "unknown SHAPE '$SHAPE' (known: json sse upload download)" ;;
+    esac
     require_uint ROUNDS 1
     require_uint DURATION 1
     require_uint LAT_ROUNDS 1
@@ -796,6 +876,7 @@ main() {
     [[ -n $NGINX_BIN ]] || missing+=(nginx-light)
     command -v wrk >/dev/null || missing+=(wrk)
     command -v curl >/dev/null || missing+=(curl)
+    if [[ -n $PROFILE ]]; then command -v perf >/dev/null || missing+=(linux-perf); fi
     if ((${#missing[@]})); then
         log "missing: ${missing[*]}"
         log "install with: apt-get install -y ${missing[*]}   (or: bash tests/setup.sh, if present)"
@@ -864,6 +945,7 @@ summaries() {
         echo "$1 Throughput, flat out (no think time): medians over $ROUNDS rounds"
         echo
         report
+        if [[ -n $PROFILE ]]; then profile_report; fi
     fi
     if [[ -n $RUN_LATENCY ]]; then
         echo
