@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::listening::Service;
@@ -83,6 +84,7 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
         work_stealing: config.work_stealing,
         // Every attempt of a routing strategy is one of Pingora's tries.
         max_retries: crate::config::MAX_ATTEMPTS as usize,
+        upstream_keepalive_pool_size: config.keepalive_pool,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -126,7 +128,8 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
         admin: control.clone().filter(|_| config.admin.on_proxy_listener),
     };
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
-    proxy.add_tcp(&config.listen);
+    let buffers = L4BufferSettings::new(config.listener.read_buffer, config.listener.write_buffer);
+    proxy.add_listener(ListenerConfig::tcp(&config.listen).l4_buffer(buffers));
     let proxy = server.add_service(proxy);
     proxy.add_dependency(&refresher);
 

@@ -9,6 +9,10 @@ use keyway::auth::{keys, Role};
 use keyway::reload::Overrides;
 use keyway::{app, config, env::Env};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A high-throughput gateway for LLM APIs (Portkey-compatible), on Pingora.
 #[derive(Debug, Parser)]
 #[command(version, about)]

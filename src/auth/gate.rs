@@ -142,18 +142,6 @@ impl Authenticator {
         Ok(())
     }
 
-    /// `Ok(None)` in the open posture.
-    pub async fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        now: SystemTime,
-    ) -> Result<Option<Caller>, Refusal> {
-        if !self.enforced() {
-            return Ok(None);
-        }
-        self.identify(headers, now).await.map(Some)
-    }
-
     /// Who presents these headers, whatever the posture (the admin API always asks): a JWT
     /// accepted by a validator, or a gateway key.
     pub async fn identify(&self, headers: &HeaderMap, now: SystemTime) -> Result<Caller, Refusal> {

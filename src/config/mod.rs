@@ -64,6 +64,9 @@ pub struct Config {
     pub watch_config: bool,
     pub trusted_custom_hosts: TrustedHosts,
     pub ca_file: Option<String>,
+    pub listener: ListenerSettings,
+    /// Idle upstream connections kept per proxy thread (Pingora's keep-alive pool).
+    pub keepalive_pool: usize,
     pub timeouts: Timeouts,
     pub providers: BTreeMap<Provider, ProviderSettings>,
     pub credentials: BTreeMap<String, Credential>,
@@ -294,6 +297,16 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
         watch_config: f.watch_config.unwrap_or(true),
         trusted_custom_hosts,
         ca_file: f.ca_file,
+        listener: validate_listener(&f.listener)?,
+        keepalive_pool: match f.upstream.keepalive_pool_size.unwrap_or(128) {
+            n @ 1..=65_536 => n,
+            _ => {
+                return Err(invalid(
+                    "upstream.keepalive_pool_size",
+                    "must be from 1 to 65536",
+                ))
+            }
+        },
         timeouts: validate_timeouts(&f.upstream)?,
         providers,
         credentials,
@@ -305,6 +318,43 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
         configs,
         store,
         admin,
+    })
+}
+
+/// The socket buffers of the proxy listener's client connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerSettings {
+    /// Bytes read ahead of the HTTP parser; 0 reads straight into the request's own buffer.
+    pub read_buffer: usize,
+    /// Bytes of answer gathered into one write; 0 writes each piece as it comes.
+    pub write_buffer: usize,
+}
+
+/// Largest socket buffer accepted in `[listener]`.
+const MAX_SOCKET_BUFFER: usize = 1 << 20;
+/// `[listener]`'s defaults (README, Performance, for the measurements behind them).
+pub const DEFAULT_READ_BUFFER: usize = 0;
+pub const DEFAULT_WRITE_BUFFER: usize = 16 * 1024;
+
+fn validate_listener(l: &schema::ListenerSection) -> Result<ListenerSettings, ConfigError> {
+    let size = |path: &str, v: Option<usize>, default: usize| match v.unwrap_or(default) {
+        n if n > MAX_SOCKET_BUFFER => Err(invalid(
+            format!("listener.{path}"),
+            "must be at most 1048576",
+        )),
+        n => Ok(n),
+    };
+    Ok(ListenerSettings {
+        read_buffer: size(
+            "read_buffer_bytes",
+            l.read_buffer_bytes,
+            DEFAULT_READ_BUFFER,
+        )?,
+        write_buffer: size(
+            "write_buffer_bytes",
+            l.write_buffer_bytes,
+            DEFAULT_WRITE_BUFFER,
+        )?,
     })
 }
 

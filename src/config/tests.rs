@@ -94,6 +94,33 @@ fn invalid_values_name_their_path() {
 }
 
 #[test]
+fn listener_buffers_and_the_keepalive_pool() {
+    let c = load(None, &Env::default()).unwrap();
+    assert_eq!(
+        c.listener,
+        ListenerSettings {
+            read_buffer: DEFAULT_READ_BUFFER,
+            write_buffer: DEFAULT_WRITE_BUFFER,
+        }
+    );
+    assert_eq!(c.keepalive_pool, 128);
+    let c = from_str(
+        "[listener]\nread_buffer_bytes = 4096\nwrite_buffer_bytes = 8192\n[upstream]\nkeepalive_pool_size = 512\n",
+        &env(),
+    )
+    .unwrap();
+    assert_eq!(c.listener.read_buffer, 4096);
+    assert_eq!(c.listener.write_buffer, 8192);
+    assert_eq!(c.keepalive_pool, 512);
+    let e = err("[listener]\nwrite_buffer_bytes = 2000000\n");
+    assert!(e.contains("listener.write_buffer_bytes"), "{e}");
+    let e = err("[listener]\nread_bufer_bytes = 1\n");
+    assert!(e.contains("read_bufer_bytes"), "{e}");
+    let e = err("[upstream]\nkeepalive_pool_size = 0\n");
+    assert!(e.contains("upstream.keepalive_pool_size"), "{e}");
+}
+
+#[test]
 fn secrets_do_not_appear_in_debug_output() {
     let c = from_str("[providers.openai]\napi_key = \"sk-hidden-123\"\n", &env()).unwrap();
     assert!(!format!("{c:?}").contains("sk-hidden-123"));

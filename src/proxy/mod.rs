@@ -33,6 +33,10 @@ use crate::runtime::{Runtime, Warm};
 use crate::vocab::{Provider, RouteId};
 use attempts::Attempts;
 
+/// The upstream rewrite, for `benches/routing.rs`; not an API.
+#[doc(hidden)]
+pub use upstream::rewrite;
+
 pub struct Gateway {
     pub runtime: Arc<ArcSwap<Runtime>>,
     pub warm: Arc<Warm>,
@@ -208,7 +212,12 @@ impl Gateway {
 
     fn peer(&self, rt: &Runtime, plan: &Plan, addr: SocketAddr) -> HttpPeer {
         let t = &rt.timeouts;
-        let mut peer = HttpPeer::new(addr, plan.tls, plan.host.to_string());
+        // SNI only over TLS: a clear-text peer needs no name (and no String per request).
+        let sni = match plan.tls {
+            true => plan.host.to_string(),
+            false => String::new(),
+        };
+        let mut peer = HttpPeer::new(addr, plan.tls, sni);
         let o = &mut peer.options;
         o.connection_timeout = Some(t.connect);
         o.total_connection_timeout = Some(t.total_connect);
@@ -237,6 +246,11 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
+
+    /// No downstream modules: Pingora's default adds a response compressor, switched off, that
+    /// every request would still create and every body chunk pass through. keyway streams
+    /// answers as the provider sent them.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
         Ctx {

@@ -42,6 +42,8 @@ pub(super) struct Fixed {
     work_stealing: bool,
     grace_period: Duration,
     ca_file: Option<String>,
+    listener: crate::config::ListenerSettings,
+    keepalive_pool: usize,
     pub(super) watch_config: bool,
     admin: crate::config::control::AdminSettings,
     pub(super) store: Option<crate::store::StoreSettings>,
@@ -83,6 +85,8 @@ impl Fixed {
             work_stealing: c.work_stealing,
             grace_period: c.grace_period,
             ca_file: c.ca_file.clone(),
+            listener: c.listener,
+            keepalive_pool: c.keepalive_pool,
             watch_config: c.watch_config,
             admin: c.admin.clone(),
             store: c.store.clone(),
@@ -107,6 +111,11 @@ impl Fixed {
             self.grace_period != new.grace_period,
         );
         check("ca_file", self.ca_file != new.ca_file);
+        check("[listener]", self.listener != new.listener);
+        check(
+            "upstream.keepalive_pool_size",
+            self.keepalive_pool != new.keepalive_pool,
+        );
         check("watch_config", self.watch_config != new.watch_config);
         check("[admin]", self.admin != new.admin);
         check("[store]", self.store != new.store);
@@ -128,9 +137,18 @@ mod tests {
         b.listen = "127.0.0.1:1".into();
         b.grace_period = Duration::from_secs(1);
         b.admin.listen = "127.0.0.1:2".into();
+        b.listener.write_buffer += 1;
+        b.keepalive_pool += 1;
         assert_eq!(
             Fixed::of(&a).changed(&Fixed::of(&b)),
-            ["listen", "threads", "grace_period_seconds", "[admin]"]
+            [
+                "listen",
+                "threads",
+                "grace_period_seconds",
+                "[listener]",
+                "upstream.keepalive_pool_size",
+                "[admin]"
+            ]
         );
         assert!(Fixed::of(&a).changed(&Fixed::of(&a)).is_empty());
     }

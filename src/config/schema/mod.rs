@@ -36,6 +36,8 @@ pub struct FileConfig {
     /// PEM file of extra CA certificates trusted for upstream TLS (beside the system roots).
     pub ca_file: Option<String>,
     #[serde(default)]
+    pub listener: ListenerSection,
+    #[serde(default)]
     pub upstream: UpstreamSection,
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderSection>,
@@ -150,6 +152,16 @@ pub struct TokensSection {
     pub max_cached: Option<usize>,
 }
 
+/// The proxy listener's client connections.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSection {
+    /// Read buffer in front of each client connection's socket; 0: none. Default 0.
+    pub read_buffer_bytes: Option<usize>,
+    /// Write buffer in front of each client connection's socket; 0: none. Default 16384.
+    pub write_buffer_bytes: Option<usize>,
+}
+
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSection {
@@ -167,6 +179,8 @@ pub struct UpstreamSection {
     pub retry_backoff_ms: Option<u64>,
     /// Attempts per request, all targets and retries together (1..=16).
     pub max_attempts: Option<u32>,
+    /// Idle upstream connections kept for reuse, per proxy thread. Default 128.
+    pub keepalive_pool_size: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]

@@ -1,7 +1,7 @@
 //! Azure's auth modes selected by request headers (open posture): a caller-supplied Entra
 //! token, or a token keyway fetches and caches for the mode and fields the headers name.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use super::super::credentials::default_scope;
 use super::super::portkey::PortkeyConfig;
@@ -12,14 +12,14 @@ use crate::credentials::AuthMode;
 use crate::secret::Secret;
 use crate::vocab::strip_bearer;
 
-const AZURE_AD_TOKEN: &str = "x-portkey-azure-ad-token";
-const AZURE_AUTH_MODE: &str = "x-portkey-azure-auth-mode";
-const ENTRA_TENANT: &str = "x-portkey-azure-entra-tenant-id";
-const ENTRA_CLIENT: &str = "x-portkey-azure-entra-client-id";
-const ENTRA_SECRET: &str = "x-portkey-azure-entra-client-secret";
-const ENTRA_SCOPE: &str = "x-portkey-azure-entra-scope";
-const MANAGED_CLIENT: &str = "x-portkey-azure-managed-client-id";
-const WORKLOAD_CLIENT: &str = "x-portkey-azure-workload-client-id";
+static AZURE_AD_TOKEN: HeaderName = HeaderName::from_static("x-portkey-azure-ad-token");
+static AZURE_AUTH_MODE: HeaderName = HeaderName::from_static("x-portkey-azure-auth-mode");
+static ENTRA_TENANT: HeaderName = HeaderName::from_static("x-portkey-azure-entra-tenant-id");
+static ENTRA_CLIENT: HeaderName = HeaderName::from_static("x-portkey-azure-entra-client-id");
+static ENTRA_SECRET: HeaderName = HeaderName::from_static("x-portkey-azure-entra-client-secret");
+static ENTRA_SCOPE: HeaderName = HeaderName::from_static("x-portkey-azure-entra-scope");
+static MANAGED_CLIENT: HeaderName = HeaderName::from_static("x-portkey-azure-managed-client-id");
+static WORKLOAD_CLIENT: HeaderName = HeaderName::from_static("x-portkey-azure-workload-client-id");
 
 /// Azure's auth modes other than a plain API key: a caller-supplied Entra token, or a token
 /// keyway fetches and caches. `None` means "use an API key".
@@ -29,20 +29,24 @@ pub(super) fn azure_auth(
     h: &HeaderMap,
     cfg: &PortkeyConfig,
 ) -> Result<Option<UpstreamAuth>, RouteError> {
-    if let Some(token) = field(h, AZURE_AD_TOKEN, cfg.azure_ad_token.as_deref())? {
+    if let Some(token) = field(h, &AZURE_AD_TOKEN, cfg.azure_ad_token.as_deref())? {
         let token = strip_bearer(token).unwrap_or(token);
-        let value = crate::vocab::bearer(token)
-            .ok_or_else(|| bad(AZURE_AD_TOKEN, "has characters not allowed in a header"))?;
+        let value = crate::vocab::bearer(token).ok_or_else(|| {
+            bad(
+                AZURE_AD_TOKEN.as_str(),
+                "has characters not allowed in a header",
+            )
+        })?;
         return Ok(Some(UpstreamAuth::Static(AuthHeader {
             name: AUTHORIZATION,
             value,
         })));
     }
-    let mode = match field(h, AZURE_AUTH_MODE, cfg.azure_auth_mode.as_deref())? {
+    let mode = match field(h, &AZURE_AUTH_MODE, cfg.azure_auth_mode.as_deref())? {
         None => return Ok(None),
         Some(m) => AuthMode::parse(m).ok_or_else(|| {
             bad(
-                AZURE_AUTH_MODE,
+                AZURE_AUTH_MODE.as_str(),
                 "must be one of apiKey, entra, managed, workload, entraFederated",
             )
         })?,
@@ -146,9 +150,9 @@ fn token_fields<'a>(
         });
     }
     let scope =
-        field(h, ENTRA_SCOPE, cfg.azure_entra_scope.as_deref())?.unwrap_or(default_scope(host));
-    let tenant = field(h, ENTRA_TENANT, cfg.azure_entra_tenant_id.as_deref())?;
-    let client = field(h, ENTRA_CLIENT, cfg.azure_entra_client_id.as_deref())?;
+        field(h, &ENTRA_SCOPE, cfg.azure_entra_scope.as_deref())?.unwrap_or(default_scope(host));
+    let tenant = field(h, &ENTRA_TENANT, cfg.azure_entra_tenant_id.as_deref())?;
+    let client = field(h, &ENTRA_CLIENT, cfg.azure_entra_client_id.as_deref())?;
     let w = &router.workload;
     let mut f = TokenFields {
         tenant: "",
@@ -160,22 +164,22 @@ fn token_fields<'a>(
     match mode {
         AuthMode::ApiKey => {}
         AuthMode::Entra => {
-            f.tenant = required(ENTRA_TENANT, tenant)?;
-            f.client = required(ENTRA_CLIENT, client)?;
+            f.tenant = required(ENTRA_TENANT.as_str(), tenant)?;
+            f.client = required(ENTRA_CLIENT.as_str(), client)?;
             f.secret = required(
-                ENTRA_SECRET,
-                field(h, ENTRA_SECRET, cfg.azure_entra_client_secret.as_deref())?,
+                ENTRA_SECRET.as_str(),
+                field(h, &ENTRA_SECRET, cfg.azure_entra_client_secret.as_deref())?,
             )?;
         }
         AuthMode::Managed => {
             f.client =
-                field(h, MANAGED_CLIENT, cfg.azure_managed_client_id.as_deref())?.unwrap_or("");
+                field(h, &MANAGED_CLIENT, cfg.azure_managed_client_id.as_deref())?.unwrap_or("");
         }
         AuthMode::Workload => {
             f.tenant = required("AZURE_TENANT_ID", tenant.or(w.tenant.as_deref()))?;
             f.client = required(
-                WORKLOAD_CLIENT,
-                field(h, WORKLOAD_CLIENT, cfg.azure_workload_client_id.as_deref())?
+                WORKLOAD_CLIENT.as_str(),
+                field(h, &WORKLOAD_CLIENT, cfg.azure_workload_client_id.as_deref())?
                     .or(w.client_id.as_deref()),
             )?;
             f.token_file = Some(
@@ -188,8 +192,8 @@ fn token_fields<'a>(
             );
         }
         AuthMode::EntraFederated => {
-            f.tenant = required(ENTRA_TENANT, tenant)?;
-            f.client = required(ENTRA_CLIENT, client)?;
+            f.tenant = required(ENTRA_TENANT.as_str(), tenant)?;
+            f.client = required(ENTRA_CLIENT.as_str(), client)?;
         }
     }
     Ok(f)

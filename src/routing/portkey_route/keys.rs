@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use super::super::portkey::PortkeyConfig;
 use super::super::{auth_for, ProviderRoute, RouteError, Router, UpstreamAuth};
@@ -64,25 +64,29 @@ pub(super) fn upstream_auth(
         None => configured_key_auth(provider, pr, op),
     }
 }
+static AUTHORIZATION_NAME: HeaderName = http::header::AUTHORIZATION;
+static API_KEY_NAME: HeaderName = HeaderName::from_static("api-key");
+static X_API_KEY_NAME: HeaderName = HeaderName::from_static("x-api-key");
+
 /// The provider key a client sent: `x-portkey-api-key` wins over `Authorization: Bearer` (the
 /// Portkey SDK sends a placeholder Bearer beside the real key), then the provider's own header.
 fn client_key(h: &HeaderMap, style: AuthStyle) -> Result<Option<(&'static str, &str)>, RouteError> {
-    if let Some(k) = header(h, PORTKEY_API_KEY)?.filter(|k| !k.is_empty()) {
+    if let Some(k) = header(h, &PORTKEY_API_KEY)?.filter(|k| !k.is_empty()) {
         return Ok(Some(("x-portkey-api-key", k)));
     }
-    if let Some(v) = header(h, "authorization")? {
+    if let Some(v) = header(h, &AUTHORIZATION_NAME)? {
         if let Some(k) = strip_bearer(v).filter(|k| !k.is_empty()) {
             return Ok(Some(("authorization", k)));
         }
     }
     let native = match style {
-        AuthStyle::AzureApiKey => Some("api-key"),
-        AuthStyle::Anthropic => Some("x-api-key"),
+        AuthStyle::AzureApiKey => Some(&API_KEY_NAME),
+        AuthStyle::Anthropic => Some(&X_API_KEY_NAME),
         _ => None,
     };
     if let Some(name) = native {
         if let Some(k) = header(h, name)?.filter(|k| !k.is_empty()) {
-            return Ok(Some((name, k)));
+            return Ok(Some((name.as_str(), k)));
         }
     }
     Ok(None)

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 mod azure;
 mod keys;
@@ -20,37 +20,38 @@ use crate::vocab::{Provider, RouteId};
 use keys::{configured_key_auth, upstream_auth};
 use target::{concrete_host, upstream_path};
 
-const PROVIDER: &str = "x-portkey-provider";
-const CONFIG: &str = "x-portkey-config";
-const PORTKEY_API_KEY: &str = "x-portkey-api-key";
-const VIRTUAL_KEY: &str = "x-portkey-virtual-key";
-const CUSTOM_HOST: &str = "x-portkey-custom-host";
-const REQUEST_TIMEOUT: &str = "x-portkey-request-timeout";
-const RETRY_COUNT: &str = "x-portkey-retry-count";
+static PROVIDER: HeaderName = HeaderName::from_static("x-portkey-provider");
+static CONFIG: HeaderName = HeaderName::from_static("x-portkey-config");
+static PORTKEY_API_KEY: HeaderName = HeaderName::from_static("x-portkey-api-key");
+static VIRTUAL_KEY: HeaderName = HeaderName::from_static("x-portkey-virtual-key");
+static CUSTOM_HOST: HeaderName = HeaderName::from_static("x-portkey-custom-host");
+static REQUEST_TIMEOUT: HeaderName = HeaderName::from_static("x-portkey-request-timeout");
+static RETRY_COUNT: HeaderName = HeaderName::from_static("x-portkey-retry-count");
 /// Longest inline config kept parsed (longer ones are parsed per request).
 const MAX_CACHED_CONFIG: usize = 16 * 1024;
 /// Portkey's largest retry count.
 const MAX_RETRY_COUNT: u32 = 5;
-const AZURE_RESOURCE: &str = "x-portkey-azure-resource-name";
-const AZURE_DEPLOYMENT: &str = "x-portkey-azure-deployment-id";
-const AZURE_API_VERSION: &str = "x-portkey-azure-api-version";
-const AWS_REGION: &str = "x-portkey-aws-region";
-const AWS_ACCESS_KEY_ID: &str = "x-portkey-aws-access-key-id";
+static AZURE_RESOURCE: HeaderName = HeaderName::from_static("x-portkey-azure-resource-name");
+static AZURE_DEPLOYMENT: HeaderName = HeaderName::from_static("x-portkey-azure-deployment-id");
+static AZURE_API_VERSION: HeaderName = HeaderName::from_static("x-portkey-azure-api-version");
+static AWS_REGION: HeaderName = HeaderName::from_static("x-portkey-aws-region");
+static AWS_ACCESS_KEY_ID: HeaderName = HeaderName::from_static("x-portkey-aws-access-key-id");
 
 /// Longest `x-portkey-request-timeout` accepted: one hour.
 const MAX_REQUEST_TIMEOUT_MS: u64 = 3_600_000;
 
 /// A header as text; a value that is not visible ASCII is a client error, not a panic.
+/// Names are `HeaderName`s (statics), not `&str`s, which the map would parse on every lookup.
 pub(super) fn header<'a>(
     h: &'a HeaderMap,
-    name: &'static str,
+    name: &'static HeaderName,
 ) -> Result<Option<&'a str>, RouteError> {
     match h.get(name) {
         None => Ok(None),
         Some(v) => v
             .to_str()
             .map(|s| Some(s.trim()))
-            .map_err(|_| bad(name, "is not valid ASCII text")),
+            .map_err(|_| bad(name.as_str(), "is not valid ASCII text")),
     }
 }
 
@@ -58,7 +59,7 @@ pub(super) fn header<'a>(
 /// of them goes, the headers fill in what they leave open (as in Portkey's gateway).
 pub(super) fn field<'a>(
     h: &'a HeaderMap,
-    name: &'static str,
+    name: &'static HeaderName,
     from_config: Option<&'a str>,
 ) -> Result<Option<&'a str>, RouteError> {
     match from_config.filter(|v| !v.is_empty()) {
@@ -107,7 +108,7 @@ impl<'r> Parsed<'r> {
     ) -> Result<Option<&'a str>, RouteError> {
         match self {
             Parsed::FrontDoor(_) => Ok(None),
-            Parsed::Portkey(p) => field(h, VIRTUAL_KEY, p.target(leaf).virtual_key.as_deref()),
+            Parsed::Portkey(p) => field(h, &VIRTUAL_KEY, p.target(leaf).virtual_key.as_deref()),
         }
     }
 }
@@ -135,7 +136,7 @@ pub(super) fn parse<'r>(
     let mut config_workspace = None;
     let timeout = request_timeout(h)?;
     let retry = retry_count(h)?;
-    let tree = match header(h, CONFIG)? {
+    let tree = match header(h, &CONFIG)? {
         // A slug, not JSON: a stored config (Portkey's `pc-…` ids are slugs too).
         Some(raw)
             if !raw.is_empty()
@@ -271,7 +272,7 @@ pub(super) fn plan(
         Some((_, v)) => v.provider,
         None => provider_of(h, cfg)?,
     };
-    if provider == Provider::Bedrock && header(h, AWS_ACCESS_KEY_ID)?.is_some() {
+    if provider == Provider::Bedrock && header(h, &AWS_ACCESS_KEY_ID)?.is_some() {
         return Err(RouteError::Unsupported {
             header: "x-portkey-aws-access-key-id",
             what: "SigV4 for Bedrock's native API is not supported yet; send a Bedrock API key",
@@ -286,7 +287,7 @@ pub(super) fn plan(
                 .get_or_init(|| custom_host(router, raw).map(Arc::new))
                 .clone()?,
         ),
-        None => header(h, CUSTOM_HOST)?
+        None => header(h, &CUSTOM_HOST)?
             .filter(|v| !v.is_empty())
             .map(|raw| custom_host(router, raw).map(Arc::new))
             .transpose()?,
@@ -335,7 +336,7 @@ pub(super) fn plan(
 }
 
 fn provider_of(h: &HeaderMap, cfg: &PortkeyConfig) -> Result<Provider, RouteError> {
-    let (slug, from) = match header(h, PROVIDER)?.filter(|s| !s.is_empty()) {
+    let (slug, from) = match header(h, &PROVIDER)?.filter(|s| !s.is_empty()) {
         Some(s) => (s, "x-portkey-provider"),
         None => match cfg.provider.as_deref() {
             Some(s) => (s, "x-portkey-config"),
@@ -387,7 +388,7 @@ pub(super) fn bad(header: &'static str, problem: &str) -> RouteError {
 
 /// `x-portkey-request-timeout`: milliseconds per attempt.
 fn request_timeout(h: &HeaderMap) -> Result<Option<Duration>, RouteError> {
-    let Some(raw) = header(h, REQUEST_TIMEOUT)? else {
+    let Some(raw) = header(h, &REQUEST_TIMEOUT)? else {
         return Ok(None);
     };
     match raw.parse::<u64>() {
@@ -406,7 +407,7 @@ fn request_timeout(h: &HeaderMap) -> Result<Option<Duration>, RouteError> {
 
 /// `x-portkey-retry-count`: the retry every target without one of its own gets.
 fn retry_count(h: &HeaderMap) -> Result<Option<RetryPolicy>, RouteError> {
-    let Some(raw) = header(h, RETRY_COUNT)? else {
+    let Some(raw) = header(h, &RETRY_COUNT)? else {
         return Ok(None);
     };
     match raw.parse::<u32>() {

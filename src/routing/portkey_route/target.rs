@@ -29,7 +29,7 @@ pub(super) fn concrete_host(
         }
     }
     let resource = if provider.is_azure() && base.host.contains(RESOURCE) {
-        let r = field(h, AZURE_RESOURCE, cfg.resource_name.as_deref())?.ok_or(
+        let r = field(h, &AZURE_RESOURCE, cfg.resource_name.as_deref())?.ok_or(
             RouteError::MissingField {
                 header: "x-portkey-azure-resource-name",
                 provider,
@@ -46,7 +46,7 @@ pub(super) fn concrete_host(
         None
     };
     let region = if provider == Provider::Bedrock {
-        let r = field(h, AWS_REGION, cfg.aws_region.as_deref())?.unwrap_or(BEDROCK_DEFAULT_REGION);
+        let r = field(h, &AWS_REGION, cfg.aws_region.as_deref())?.unwrap_or(BEDROCK_DEFAULT_REGION);
         if !is_dns_label(r) {
             return Err(bad(
                 "x-portkey-aws-region",
@@ -76,10 +76,13 @@ pub(super) fn upstream_path(
     h: &HeaderMap,
     cfg: &PortkeyConfig,
 ) -> Result<Option<String>, RouteError> {
+    // The client's own path already is `/v1/{op}?{query}`.
+    if provider.path_style() == PathStyle::Append && &*base.path == "/v1" {
+        return Ok(None);
+    }
     let mut p = String::with_capacity(base.path.len() + op.len() + 96);
     p.push_str(&base.path);
     match provider.path_style() {
-        PathStyle::Append if &*base.path == "/v1" => return Ok(None),
         PathStyle::Append => {
             p.push('/');
             p.push_str(op);
@@ -94,7 +97,7 @@ pub(super) fn upstream_path(
                     p.push_str("?api-version=preview");
                 }
             } else {
-                let deployment = field(h, AZURE_DEPLOYMENT, cfg.deployment_id.as_deref())?.ok_or(
+                let deployment = field(h, &AZURE_DEPLOYMENT, cfg.deployment_id.as_deref())?.ok_or(
                     RouteError::MissingField {
                         header: "x-portkey-azure-deployment-id",
                         provider,
@@ -136,7 +139,7 @@ fn api_version<'a>(
     pr: &'a ProviderRoute,
     default: &'static str,
 ) -> Result<&'a str, RouteError> {
-    let v = field(h, AZURE_API_VERSION, cfg.api_version.as_deref())?
+    let v = field(h, &AZURE_API_VERSION, cfg.api_version.as_deref())?
         .or(pr.api_version.as_deref())
         .unwrap_or(default);
     if v.is_empty()
