@@ -616,6 +616,12 @@ added_p99() {
         END { for (r in p) if (r in d) print p[r] - d[r] }' "${2:-$WORK/rounds}" | median_of %.3f
 }
 
+# ratio_of A B COLUMN [FORMAT]: median of A's COLUMN / median of B's ("—" when either is missing).
+ratio_of() {
+    awk -v a="$(median "$1" "$3")" -v b="$(median "$2" "$3")" -v f="${4:-%.3f}" \
+        'BEGIN { if (a != "-" && b != "-" && b > 0) printf f "\n", a / b; else print "—" }'
+}
+
 # round_ratio A B COLUMN: the median over rounds of A's value / B's value in the same round
 # (pairing by round cancels what drifts between rounds on a shared machine).
 round_ratio() {
@@ -644,22 +650,20 @@ report() {
     for t in $TARGETS; do
         [[ ${T_KIND[$t]} == keyway ]] || continue
         if [[ -n ${T_KIND[nginx]:-} ]]; then
-            ratio=$(awk -v a="$(median "$t" 9)" -v b="$(median nginx 9)" \
-                'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.2f", a / b; else print "—" }')
+            ratio=$(ratio_of "$t" nginx 9 %.2f)
             echo "- $t/nginx ratio of req per proxy CPU-s: $ratio"
         fi
     done
     for pair in "keyway bare" "keyway_key bare_key" "keyway_cfg_single bare" "keyway_gwkey bare" "keyway_jwt bare" "keyway_entra bare_key" "keyway_secret bare_key"; do
         set -- $pair
         [[ -n ${T_KIND[$1]:-} && -n ${T_KIND[$2]:-} ]] || continue
-        ratio=$(awk -v a="$(median "$1" 9)" -v b="$(median "$2" 9)" \
-            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
+        ratio=$(ratio_of "$1" "$2" 9)
         verdict=$(awk -v r="$ratio" 'BEGIN { if (r == "—") print "—"; else if (r >= 0.95) print "meets the ≥ 0.95 goal"; else print "BELOW the ≥ 0.95 goal" }')
-        echo "- $1 / $2 (keyway over bare Pingora), req per proxy CPU-s: $ratio — $verdict; median of the rounds' own ratios: $(round_ratio "$1" "$2" 9); req/s: $(awk -v a="$(median "$1" 3)" -v b="$(median "$2" 3)" 'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')"
+        echo "- $1 / $2 (keyway over bare Pingora), req per proxy CPU-s: $ratio — $verdict; median of the rounds' own ratios: $(round_ratio "$1" "$2" 9); req/s: $(ratio_of "$1" "$2" 3)"
     done
     for t in bare bare_key; do
         [[ -n ${T_KIND[$t]:-} && -n ${T_KIND[nginx]:-} ]] || continue
-        echo "- $t/nginx ratio of req per proxy CPU-s: $(awk -v a="$(median "$t" 9)" -v b="$(median nginx 9)" 'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.2f", a / b; else print "—" }')"
+        echo "- $t/nginx ratio of req per proxy CPU-s: $(ratio_of "$t" nginx 9 %.2f)"
     done
     for t in $TARGETS; do
         [[ ${T_KIND[$t]} != direct && -n ${T_KIND[direct]:-} ]] || continue
@@ -667,44 +671,35 @@ report() {
     done
     for t in keyway_gwkey keyway_jwt; do
         [[ -n ${T_KIND[$t]:-} && -n ${T_KIND[keyway]:-} ]] || continue
-        ratio=$(awk -v a="$(median "$t" 3)" -v b="$(median keyway 3)" \
-            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
+        ratio=$(ratio_of "$t" keyway 3)
         echo "- $t/keyway ratio of req/s (enforced posture vs open): $ratio"
     done
     if [[ -n ${T_KIND[keyway_gwkey_api]:-} && -n ${T_KIND[keyway_gwkey]:-} ]]; then
-        ratio=$(awk -v a="$(median keyway_gwkey_api 3)" -v b="$(median keyway_gwkey 3)" \
-            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
-        cpu=$(awk -v a="$(median keyway_gwkey_api 9)" -v b="$(median keyway_gwkey 9)" \
-            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
+        ratio=$(ratio_of keyway_gwkey_api keyway_gwkey 3)
+        cpu=$(ratio_of keyway_gwkey_api keyway_gwkey 9)
         verdict=$(awk -v r="$ratio" 'BEGIN { if (r == "—") print "—"; else if (r >= 0.97) print "meets the ≥ 0.97 goal"; else print "BELOW the ≥ 0.97 goal" }')
         echo "- keyway_gwkey_api / keyway_gwkey ratio of req/s (virtual key created over the admin API vs declared in the file): $ratio — $verdict; req per proxy CPU-s: $cpu"
     fi
     if [[ -n ${T_KIND[keyway_cfg_fallback]:-} && -n ${T_KIND[keyway_cfg_single]:-} ]]; then
-        ratio=$(awk -v a="$(median keyway_cfg_fallback 3)" -v b="$(median keyway_cfg_single 3)" \
-            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
-        cpu=$(awk -v a="$(median keyway_cfg_fallback 9)" -v b="$(median keyway_cfg_single 9)" \
-            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
+        ratio=$(ratio_of keyway_cfg_fallback keyway_cfg_single 3)
+        cpu=$(ratio_of keyway_cfg_fallback keyway_cfg_single 9)
         verdict=$(awk -v r="$ratio" 'BEGIN { if (r == "—") print "—"; else if (r >= 0.95) print "meets the ≥ 0.95 goal"; else print "BELOW the ≥ 0.95 goal" }')
         echo "- keyway_cfg_fallback / keyway_cfg_single ratio of req/s (fallback config whose first target answers vs that target alone): $ratio — $verdict; req per proxy CPU-s: $cpu"
     fi
     for pair in "keyway base" "keyway_key base_key"; do
         set -- $pair
         [[ -n ${T_KIND[$1]:-} && -n ${T_KIND[$2]:-} ]] || continue
-        ratio=$(awk -v a="$(median "$1" 3)" -v b="$(median "$2" 3)" \
-            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
-        cpu=$(awk -v a="$(median "$1" 9)" -v b="$(median "$2" 9)" \
-            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
+        ratio=$(ratio_of "$1" "$2" 3)
+        cpu=$(ratio_of "$1" "$2" 9)
         echo "- $1/$2 (this build / BASELINE_BIN): $ratio req/s, $cpu req per proxy CPU-s"
     done
     if [[ -n ${T_KIND[keyway_entra]:-} && -n ${T_KIND[keyway_key]:-} ]]; then
-        ratio=$(awk -v a="$(median keyway_entra 3)" -v b="$(median keyway_key 3)" \
-            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
+        ratio=$(ratio_of keyway_entra keyway_key 3)
         echo "- keyway_entra/keyway_key ratio of req/s (token from the cache vs a static key): $ratio"
         echo "- token requests the fake Entra received during the run: $(wc -l <"$WORK/upstream/entra-requests.log" 2>/dev/null || echo 0)"
     fi
     if [[ -n ${T_KIND[keyway_secret]:-} && -n ${T_KIND[keyway_key]:-} ]]; then
-        ratio=$(awk -v a="$(median keyway_secret 3)" -v b="$(median keyway_key 3)" \
-            'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.3f", a / b; else print "—" }')
+        ratio=$(ratio_of keyway_secret keyway_key 3)
         echo "- keyway_secret/keyway_key ratio of req/s (key from the secret cache vs a static key): $ratio"
         echo "- secret reads the fake Vault received during the run: $(wc -l <"$WORK/upstream/vault-requests.log" 2>/dev/null || echo 0)"
     fi

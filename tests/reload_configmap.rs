@@ -9,12 +9,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::identity::FakeEntra;
-use common::{free_port, log_dir, secret, FakeUpstream};
+use common::{free_port, log_dir, secret, FakeUpstream, Keyway};
 
 const OK: &str = r#"keyway_config_reloads_total{outcome="ok"}"#;
 const INVALID: &str = r#"keyway_config_reloads_total{outcome="invalid"}"#;
@@ -69,119 +68,34 @@ impl ConfigMapDir {
     }
 }
 
-/// keyway started with `--config <ConfigMap dir>/keyway.toml`; killed on drop.
-struct Keyway {
-    child: Child,
-    port: u16,
-    metrics_port: u16,
-    log: PathBuf,
-}
-
-impl Keyway {
-    async fn start(config: &Path) -> Keyway {
-        for _ in 0..3 {
-            let (port, metrics_port, admin_port) = (free_port(), free_port(), free_port());
-            let log = log_dir().join(format!("keyway-configmap-{port}.log"));
-            let child = Command::new(env!("CARGO_BIN_EXE_keyway"))
-                .args(["--listen", &format!("127.0.0.1:{port}")])
-                .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-                .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
-                .args(["--threads", "1", "--config"])
-                .arg(config)
-                .env("RUST_LOG", "debug")
-                .env("KEYWAY_DATA_DIR", log_dir().join(format!("data-{port}")))
-                .env_remove("KEYWAY_STORE_KEY")
-                .env_remove("AZURE_AUTHORITY_HOST")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap();
-            let mut kw = Keyway {
-                child,
-                port,
-                metrics_port,
-                log,
-            };
-            if kw.ready().await {
-                return kw;
-            }
+/// Waits (bounded) until `series` is exactly `want` (a gauge may have to fall).
+async fn wait_for(kw: &Keyway, series: &str, want: f64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = kw.metric(series).await;
+        if got == want {
+            return;
         }
-        panic!("keyway did not become ready in three attempts");
-    }
-
-    async fn ready(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
-            if reqwest::get(url).await.is_ok_and(|r| r.status() == 200) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        false
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn metrics(&self) -> String {
-        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
-        reqwest::get(url).await.unwrap().text().await.unwrap()
-    }
-
-    async fn metric(&self, series: &str) -> Option<f64> {
-        let text = self.metrics().await;
-        text.lines().find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-    }
-
-    /// Waits (bounded) until `series` is `want`.
-    async fn wait_for(&self, series: &str, want: f64) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let got = self.metric(series).await;
-            if got == Some(want) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{series} is {got:?}, wanted {want}; log:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    async fn chat(&self, key: &str) -> u16 {
-        reqwest::Client::new()
-            .post(format!(
-                "http://127.0.0.1:{}/azure/chat/completions",
-                self.port
-            ))
-            .header("x-portkey-api-key", key)
-            .body("{}")
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+        assert!(
+            Instant::now() < deadline,
+            "{series} is {got}, wanted {want}; log:\n{}",
+            kw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
-impl Drop for Keyway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A chat request through the route with gateway key `key`: the status.
+async fn chat(kw: &Keyway, key: &str) -> u16 {
+    reqwest::Client::new()
+        .post(kw.url("/azure/chat/completions"))
+        .header("x-portkey-api-key", key)
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// Enforced posture; `keys` in workspace team-a; one route through the Entra credential `cred`.
@@ -213,19 +127,23 @@ async fn a_configmap_symlink_swap_reloads_and_a_broken_one_keeps_the_running_con
         secret("kw-configmap-new-key"),
     );
     let mut cm = ConfigMapDir::new(&config(&entra, &up, "aoai", &[&old], &sp));
-    let kw = Keyway::start(&cm.file()).await;
-    assert_eq!(kw.metric("keyway_ready").await, Some(1.0));
-    assert_eq!(kw.metric(GOOD).await, Some(1.0));
+    let kw = Keyway::start_file(&cm.file()).await;
+    assert_eq!(kw.metric("keyway_ready").await, 1.0);
+    assert_eq!(kw.metric(GOOD).await, 1.0);
     let lifetime = r#"keyway_token_lifetime_seconds{credential="aoai"}"#;
-    let life = kw.metric(lifetime).await.unwrap_or(0.0);
+    let life = kw.metric(lifetime).await;
     assert!((3500.0..=3600.0).contains(&life), "{lifetime} = {life}");
-    assert_eq!(kw.chat(&old).await, 200);
-    assert_eq!(kw.chat(&new).await, 401);
+    assert_eq!(chat(&kw, &old).await, 200);
+    assert_eq!(chat(&kw, &new).await, 401);
 
     // A swap adding a key and renaming the credential (same identity).
     cm.update(&config(&entra, &up, "aoai-eu", &[&old, &new], &sp));
-    kw.wait_for(OK, 1.0).await;
-    assert_eq!(kw.chat(&new).await, 200, "the key added by the swap works");
+    wait_for(&kw, OK, 1.0).await;
+    assert_eq!(
+        chat(&kw, &new).await,
+        200,
+        "the key added by the swap works"
+    );
     assert!(kw
         .log_text()
         .contains("reload (file changed): configuration"));
@@ -234,7 +152,8 @@ async fn a_configmap_symlink_swap_reloads_and_a_broken_one_keeps_the_running_con
         1,
         "the renamed credential kept its token"
     );
-    kw.wait_for(
+    wait_for(
+        &kw,
         r#"keyway_token_lifetime_seconds{credential="aoai-eu"}"#,
         life,
     )
@@ -248,16 +167,20 @@ async fn a_configmap_symlink_swap_reloads_and_a_broken_one_keeps_the_running_con
     // A broken swap: refused, counted, the gauge drops; the running configuration serves.
     let broken = config(&entra, &up, "aoai-eu", &[&old], &sp).replace("[auth]", "[auth]\nmoed = 1");
     cm.update(&broken);
-    kw.wait_for(INVALID, 1.0).await;
-    kw.wait_for(GOOD, 0.0).await;
-    assert_eq!(kw.chat(&new).await, 200, "still the previous configuration");
+    wait_for(&kw, INVALID, 1.0).await;
+    wait_for(&kw, GOOD, 0.0).await;
+    assert_eq!(
+        chat(&kw, &new).await,
+        200,
+        "still the previous configuration"
+    );
     assert!(kw.log_text().contains("auth.moed"), "{}", kw.log_text());
 
     // Fixed: live again, the gauge back to 1.
     cm.update(&config(&entra, &up, "aoai-eu", &[&new], &sp));
-    kw.wait_for(OK, 2.0).await;
-    kw.wait_for(GOOD, 1.0).await;
-    assert_eq!(kw.chat(&old).await, 401);
-    assert_eq!(kw.chat(&new).await, 200);
+    wait_for(&kw, OK, 2.0).await;
+    wait_for(&kw, GOOD, 1.0).await;
+    assert_eq!(chat(&kw, &old).await, 401);
+    assert_eq!(chat(&kw, &new).await, 200);
     assert_eq!(up.requests().len(), 4);
 }

@@ -11,7 +11,7 @@ pub mod secrets;
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::TcpListener as StdListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -310,6 +310,13 @@ pub struct Keyway {
     child: Child,
 }
 
+/// What keyway is started with: config text (written to a file of its own) or a file as it is.
+#[derive(Clone, Copy)]
+enum Config<'a> {
+    Text(&'a str),
+    File(&'a Path),
+}
+
 pub fn log_dir() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("keyway-logs");
     std::fs::create_dir_all(&d).unwrap();
@@ -329,6 +336,16 @@ impl Keyway {
     /// Starts keyway and waits until `wait_path` on the metrics port answers 200 (`/healthz`
     /// for a keyway that is expected never to become ready).
     pub async fn start_opts(config: &str, env: &[(&str, &str)], wait_path: &str) -> Keyway {
+        Self::start_from(Config::Text(config), env, wait_path).await
+    }
+
+    /// Starts keyway with the config file at `path` as it is (a test that lays the file out
+    /// itself, e.g. as a Kubernetes ConfigMap volume) and waits for `/readyz`.
+    pub async fn start_file(path: &Path) -> Keyway {
+        Self::start_from(Config::File(path), &[], "/readyz").await
+    }
+
+    async fn start_from(config: Config<'_>, env: &[(&str, &str)], wait_path: &str) -> Keyway {
         for _attempt in 0..3 {
             if let Some(k) = Self::try_start(config, env, wait_path).await {
                 return k;
@@ -337,16 +354,26 @@ impl Keyway {
         panic!("keyway did not answer {wait_path} in three attempts");
     }
 
-    async fn try_start(config: &str, env: &[(&str, &str)], wait_path: &str) -> Option<Keyway> {
+    async fn try_start(
+        config: Config<'_>,
+        env: &[(&str, &str)],
+        wait_path: &str,
+    ) -> Option<Keyway> {
         let (port, metrics_port, admin_port) = (free_port(), free_port(), free_port());
         let dir = log_dir();
         // Each instance its own store unless the test shares one (KEYWAY_DATA_DIR in `env`).
         let data = dir.join(format!("data-{port}"));
-        let cfg_path = dir.join(format!("cfg-{port}.toml"));
-        std::fs::File::create(&cfg_path)
-            .unwrap()
-            .write_all(config.as_bytes())
-            .unwrap();
+        let cfg_path = match config {
+            Config::File(path) => path.to_path_buf(),
+            Config::Text(text) => {
+                let p = dir.join(format!("cfg-{port}.toml"));
+                std::fs::File::create(&p)
+                    .unwrap()
+                    .write_all(text.as_bytes())
+                    .unwrap();
+                p
+            }
+        };
         let log = dir.join(format!("keyway-{port}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_keyway"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
