@@ -5,6 +5,7 @@ pub mod auth;
 pub mod control;
 mod identity;
 pub mod jwt;
+mod listener;
 pub mod schema;
 mod secret_use;
 pub mod secrets;
@@ -20,6 +21,8 @@ use crate::routing::custom_host::TrustedHosts;
 use crate::secret::Secret;
 use crate::vocab::Provider;
 pub use identity::{ClientSecretConfig, Identity, TokenCredential, WorkloadDefaults};
+use listener::validate_listener;
+pub use listener::{ListenerSettings, DEFAULT_READ_BUFFER, DEFAULT_WRITE_BUFFER};
 pub use schema::FileConfig;
 use secrets::SecretsSettings;
 use upstreams::{validate_credentials, validate_providers, validate_routes, validate_timeouts};
@@ -318,43 +321,6 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
         configs,
         store,
         admin,
-    })
-}
-
-/// The socket buffers of the proxy listener's client connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListenerSettings {
-    /// Bytes read ahead of the HTTP parser; 0 reads straight into the request's own buffer.
-    pub read_buffer: usize,
-    /// Bytes of answer gathered into one write; 0 writes each piece as it comes.
-    pub write_buffer: usize,
-}
-
-/// Largest socket buffer accepted in `[listener]`.
-const MAX_SOCKET_BUFFER: usize = 1 << 20;
-/// `[listener]`'s defaults (README, Performance, for the measurements behind them).
-pub const DEFAULT_READ_BUFFER: usize = 0;
-pub const DEFAULT_WRITE_BUFFER: usize = 16 * 1024;
-
-fn validate_listener(l: &schema::ListenerSection) -> Result<ListenerSettings, ConfigError> {
-    let size = |path: &str, v: Option<usize>, default: usize| match v.unwrap_or(default) {
-        n if n > MAX_SOCKET_BUFFER => Err(invalid(
-            format!("listener.{path}"),
-            "must be at most 1048576",
-        )),
-        n => Ok(n),
-    };
-    Ok(ListenerSettings {
-        read_buffer: size(
-            "read_buffer_bytes",
-            l.read_buffer_bytes,
-            DEFAULT_READ_BUFFER,
-        )?,
-        write_buffer: size(
-            "write_buffer_bytes",
-            l.write_buffer_bytes,
-            DEFAULT_WRITE_BUFFER,
-        )?,
     })
 }
 
