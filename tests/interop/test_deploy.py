@@ -89,8 +89,9 @@ def test_every_built_in_manifest_validates_against_kubernetes_1_30():
     assert r.returncode == 0, out
     passed = set(re.findall(r"passed for resource (\w+)/", out))
     assert passed == {k.lower() for k in BUILT_IN}, out
-    # The one kind it cannot check: no schema (handled by hand below), not a pass.
-    assert "Couldn't find schema for kind ServiceMonitor" in out, out
+    # The kinds it cannot check: no schema (handled by hand below), not a pass.
+    for crd in ("ServiceMonitor", "PrometheusRule"):
+        assert f"Couldn't find schema for kind {crd}" in out, out
 
 
 def test_the_validator_refuses_a_broken_deployment(tmp_path):
@@ -127,6 +128,20 @@ def test_the_service_monitor_matches_the_operator_crd_and_scrapes_the_metrics_po
         for k in ("interval", "scrapeTimeout"):
             assert DURATION.match(ep[k]) and ep[k], ep[k]
         assert svc_ports["metrics"]["targetPort"] == "metrics"
+
+
+def test_the_prometheus_rule_carries_exactly_the_alert_rules():
+    pr = manifests()["PrometheusRule"]
+    assert (pr["apiVersion"], pr["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
+    assert set(pr["spec"]) == {"groups"}
+    alerts = yaml.safe_load((PROM / "alerts.yml").read_text())
+    assert pr["spec"]["groups"] == alerts["groups"], "conf/k8s/prometheusrule.yaml is stale"
+    # Every rule field the operator's CRD knows for spec.groups[].rules[].
+    for g in pr["spec"]["groups"]:
+        assert set(g) <= {"name", "interval", "rules", "limit", "partial_response_strategy"}
+        for r in g["rules"]:
+            assert set(r) <= {"alert", "record", "expr", "for", "keep_firing_for", "labels",
+                              "annotations"}, r
 
 
 def test_kustomization_lists_every_manifest():
