@@ -102,6 +102,10 @@ async fn access_log_lines_carry_every_field_and_no_secret() {
         secret("sk-observe-upstream-b"),
     );
     let gw = secret("kw-observe-gateway-key-team-a");
+    let signer = common::jwt::RsaSigner::new(Some("k1"));
+    let claims = json!({"iss": "https://idp.example/obs", "aud": "api://keyway", "sub": "app-obs",
+        "exp": common::jwt::now() + 600, "portkey_workspace": "team-a"});
+    let token = secret(&signer.sign(&claims));
     let a = FakeUpstream::with(|_| Reply::status(503, r#"{"error":{"message":"busy"}}"#)).await;
     let b = FakeUpstream::with(|_| Reply::ok_json(OPENAI_JSON)).await;
     let log = log_path("fields");
@@ -117,6 +121,10 @@ path = "{log}"
 models = ["gpt-4o"]
 [auth]
 mode = "enforced"
+[[auth.jwt]]
+keys = [ {jwk} ]
+issuers = ["https://idp.example/obs"]
+audiences = ["api://keyway"]
 [workspaces.team-a]
 [credentials.openai-a]
 type = "api_key"
@@ -138,7 +146,8 @@ hash = "{hash}"
 workspace = "team-a"
 "#,
         log = log.display(),
-        hash = keyway::auth::keys::hash_line(&gw)
+        hash = keyway::auth::keys::hash_line(&gw),
+        jwk = signer.toml_key(),
     );
     let kw = Keyway::start(&cfg).await;
     let vk = |id: &str, fake: &FakeUpstream| json!({"virtual_key": id, "custom_host": format!("{}/v1", fake.base())});
@@ -147,9 +156,13 @@ workspace = "team-a"
             .to_string();
     let client = reqwest::Client::new();
     let send = |id: Option<&str>, key: &str| {
+        let (name, value) = match key.starts_with("kw-") {
+            true => ("x-portkey-api-key", key.to_owned()),
+            false => ("authorization", format!("Bearer {key}")),
+        };
         let mut r = client
             .post(kw.url("/v1/chat/completions?trace=q-123"))
-            .header("x-portkey-api-key", key)
+            .header(name, value)
             .header("x-portkey-config", &config)
             .body(BODY);
         if let Some(id) = id {
@@ -189,7 +202,13 @@ workspace = "team-a"
     let refusal = r.text().await.unwrap();
     assert_eq!(b.requests().len(), 2, "nothing more sent upstream");
 
-    let got = lines(&log, 4).await;
+    // 4. A caller with a JWT instead of a gateway key.
+    let r = send(Some("client-req-5"), &token).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "client-req-5");
+    assert_eq!(b.requests()[2].header("x-request-id"), Some("client-req-5"));
+
+    let got = lines(&log, 5).await;
     let expected: BTreeSet<String> = FIELDS.iter().map(|s| s.to_string()).collect();
     assert_eq!(expected.len(), FIELDS.len());
     for l in &got {
@@ -202,8 +221,13 @@ workspace = "team-a"
         assert_eq!(l["ttft_ms"], Value::Null);
         assert_eq!(l["stream"], false);
     }
-    let ids = ["client-req-1", made.as_str(), replaced.as_str()];
-    for (l, id) in got[..3].iter().zip(ids) {
+    let ids = [
+        "client-req-1",
+        made.as_str(),
+        replaced.as_str(),
+        "client-req-5",
+    ];
+    for (l, id) in got[..3].iter().chain(&got[4..]).zip(ids) {
         assert_eq!(l["request_id"], id);
         assert_eq!(l["status"], 200);
         assert_eq!(l["provider"], "openai");
@@ -244,7 +268,7 @@ workspace = "team-a"
     }
 
     // The token metrics of the same answers: the allow-listed model, the caller's workspace.
-    for (kind, n) in [("prompt", 33.0), ("completion", 21.0), ("total", 54.0)] {
+    for (kind, n) in [("prompt", 44.0), ("completion", 28.0), ("total", 72.0)] {
         let series = format!(
             r#"keyway_llm_tokens_total{{kind="{kind}",model="gpt-4o",provider="openai",route="portkey",workspace="team-a"}}"#
         );
@@ -257,6 +281,8 @@ workspace = "team-a"
     let digest = hash.strip_prefix("sha256:").unwrap();
     for s in [
         gw.as_str(),
+        token.as_str(),
+        token.split('.').nth(2).unwrap(),
         ka.as_str(),
         kb.as_str(),
         "kw-not-a-key",
