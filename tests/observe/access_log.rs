@@ -1,42 +1,14 @@
-//! Issue 14, items 3 and 4: the access log (every field of a line checked, no secret of the run
-//! in it, sampling and off), `x-request-id` (kept, made, sent upstream, returned on proxied and
-//! on keyway's own answers) and the token metrics read from plain and streamed answers of the
-//! OpenAI and Anthropic shapes, with the stream still passing chunk by chunk.
-
-mod common;
+//! The access log: every field of a line, request ids kept, made, sent upstream and returned
+//! (on keyway's own answers too), no secret of the run, sampling and the off switch.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use bytes::Bytes;
-use common::{secret, FakeUpstream, Keyway, Reply};
-use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::sync::Notify;
 
-const BODY: &str =
-    r#"{"model":"gpt-4o","messages":[{"role":"user","content":"request-body-marker"}]}"#;
-
-const OPENAI_JSON: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"answer-body-marker"},"finish_reason":"stop"}],"usage":{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18}}"#;
-
-const ANTHROPIC_JSON: &str = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":20,"cache_read_input_tokens":5,"output_tokens":9}}"#;
-
-/// OpenAI's stream with `include_usage`: content first, usage on the last chunk.
-const OPENAI_FIRST: &str = "data: {\"id\":\"c\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}],\"usage\":null}\n\n";
-const OPENAI_REST: [&str; 3] = [
-    "data: {\"id\":\"c\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"delta\":{\"content\":\"lo\"}}],\"usage\":null}\n\n",
-    "data: {\"id\":\"c\",\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":13,\"completion_tokens\":2,\"total_tokens\":15}}\n\n",
-    "data: [DONE]\n\n",
-];
-
-/// Anthropic's stream: input tokens in `message_start`, output in `message_delta`.
-const ANTHROPIC_FIRST: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"claude-x\",\"content\":[],\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n";
-const ANTHROPIC_REST: [&str; 2] = [
-    "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\n",
-    "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
-];
+use super::common::{self, secret, FakeUpstream, Keyway, Reply};
+use super::{field_names, is_ms, lines, log_path, BODY, OPENAI_JSON};
 
 /// Every field of a line, by name.
 const FIELDS: [&str; 22] = [
@@ -63,37 +35,6 @@ const FIELDS: [&str; 22] = [
     "completion_tokens",
     "total_tokens",
 ];
-
-fn log_path(name: &str) -> PathBuf {
-    let p = common::log_dir().join(format!("access-{name}-{}.log", std::process::id()));
-    let _ = std::fs::remove_file(&p);
-    p
-}
-
-/// Waits (bounded) until the log at `path` has `n` lines, and returns them parsed.
-async fn lines(path: &Path, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let got: Vec<&str> = text.lines().collect();
-        if got.len() >= n || Instant::now() > deadline {
-            assert_eq!(got.len(), n, "access log lines: {text}");
-            return got
-                .iter()
-                .map(|l| serde_json::from_str(l).expect("a line is JSON"))
-                .collect();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn field_names(v: &Value) -> BTreeSet<String> {
-    v.as_object().unwrap().keys().cloned().collect()
-}
-
-fn is_ms(v: &Value) -> bool {
-    v.as_f64().is_some_and(|f| f >= 0.0)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn access_log_lines_carry_every_field_and_no_secret() {
@@ -292,149 +233,6 @@ workspace = "team-a"
         "answer-body-marker",
     ] {
         assert!(!text.contains(s), "the access log carries {s:?}");
-    }
-}
-
-/// A stream whose first events come at once and whose rest waits for `gate`.
-fn gated(first: &'static str, rest: &[&'static str], gate: &Arc<Notify>) -> Reply {
-    Reply::GatedStream {
-        first: Bytes::from_static(first.as_bytes()),
-        gate: gate.clone(),
-        rest: rest
-            .iter()
-            .map(|s| Bytes::from_static(s.as_bytes()))
-            .collect(),
-    }
-}
-
-/// Reads a streamed answer: its first event must arrive while the upstream holds the rest
-/// back (keyway does not hold the stream); then `gate` opens and the rest follows.
-async fn read_gated(resp: reqwest::Response, first: &str, rest: &[&str], gate: &Notify) {
-    assert_eq!(resp.status(), 200);
-    let mut body = resp.bytes_stream();
-    let mut seen = Vec::new();
-    while seen.len() < first.len() {
-        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
-            .await
-            .expect("the first events did not arrive while the upstream held the rest")
-            .expect("stream ended early")
-            .unwrap();
-        seen.extend_from_slice(&chunk);
-    }
-    assert_eq!(seen, first.as_bytes(), "more than the first events arrived");
-    gate.notify_one();
-    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(5), body.next())
-        .await
-        .expect("the rest of the stream did not arrive")
-    {
-        seen.extend_from_slice(&chunk.unwrap());
-    }
-    assert_eq!(seen, [&[first][..], rest].concat().concat().as_bytes());
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn tokens_are_counted_from_plain_and_streamed_answers_of_both_shapes() {
-    let oa_gate = Arc::new(Notify::new());
-    let an_gate = Arc::new(Notify::new());
-    let (g1, g2) = (oa_gate.clone(), an_gate.clone());
-    let oa = FakeUpstream::with(move |r| match r.body.starts_with(b"{\"stream\":true") {
-        true => gated(OPENAI_FIRST, &OPENAI_REST, &g1),
-        false => Reply::ok_json(OPENAI_JSON),
-    })
-    .await;
-    let an = FakeUpstream::with(move |r| match r.body.starts_with(b"{\"stream\":true") {
-        true => gated(ANTHROPIC_FIRST, &ANTHROPIC_REST, &g2),
-        false => Reply::ok_json(ANTHROPIC_JSON),
-    })
-    .await;
-    let log = log_path("tokens");
-    let kw = Keyway::start(&format!(
-        "[providers.openai]\nbase_url = \"{}/v1\"\napi_key = \"k\"\n\
-         [providers.anthropic]\nbase_url = \"{}/v1\"\napi_key = \"k\"\n\
-         [usage]\nmodels = [\"gpt-4o\"]\n\
-         [access_log]\nenabled = true\npath = \"{}\"\n",
-        oa.base(),
-        an.base(),
-        log.display()
-    ))
-    .await;
-    let client = reqwest::Client::new();
-    let post = |provider: &str, path: &str, body: &'static str| {
-        client
-            .post(kw.url(path))
-            .header("x-portkey-provider", provider)
-            .body(body)
-            .send()
-    };
-    let r = post("openai", "/v1/chat/completions", BODY).await.unwrap();
-    assert_eq!(r.text().await.unwrap(), OPENAI_JSON);
-    let r = post("anthropic", "/v1/messages", BODY).await.unwrap();
-    assert_eq!(r.text().await.unwrap(), ANTHROPIC_JSON);
-    let stream = r#"{"stream":true,"stream_options":{"include_usage":true}}"#;
-    let r = post("openai", "/v1/chat/completions", stream)
-        .await
-        .unwrap();
-    read_gated(r, OPENAI_FIRST, &OPENAI_REST, &oa_gate).await;
-    let r = post("anthropic", "/v1/messages", stream).await.unwrap();
-    read_gated(r, ANTHROPIC_FIRST, &ANTHROPIC_REST, &an_gate).await;
-
-    // The log's fourth line is written after the last request's metrics: wait for it.
-    let got = lines(&log, 4).await;
-    let series = |provider: &str, model: &str, kind: &str| {
-        format!(
-            r#"keyway_llm_tokens_total{{kind="{kind}",model="{model}",provider="{provider}",route="portkey",workspace="none"}}"#
-        )
-    };
-    // OpenAI plain: gpt-4o (allow-listed) 11 + 7 = 18; streamed: gpt-4o-mini (other) 13 + 2.
-    // Anthropic: plain 20 + 5 cached in, 9 out; streamed 25 in, 15 out; claude-x is other.
-    for (provider, model, kind, n) in [
-        ("openai", "gpt-4o", "prompt", 11.0),
-        ("openai", "gpt-4o", "completion", 7.0),
-        ("openai", "gpt-4o", "total", 18.0),
-        ("openai", "other", "prompt", 13.0),
-        ("openai", "other", "completion", 2.0),
-        ("openai", "other", "total", 15.0),
-        ("anthropic", "other", "prompt", 50.0),
-        ("anthropic", "other", "completion", 24.0),
-        ("anthropic", "other", "total", 74.0),
-    ] {
-        let s = series(provider, model, kind);
-        assert_eq!(kw.metric(&s).await, n, "{s}");
-    }
-    for p in ["openai", "anthropic"] {
-        let ttft = format!(r#"keyway_llm_time_to_first_token_seconds_count{{provider="{p}"}}"#);
-        assert_eq!(kw.metric(&ttft).await, 1.0, "{ttft}: streams only");
-        let req = format!(r#"keyway_request_body_bytes_sum{{provider="{p}"}}"#);
-        assert_eq!(kw.metric(&req).await, (BODY.len() + stream.len()) as f64);
-    }
-    let oa_out = OPENAI_JSON.len() + OPENAI_FIRST.len() + OPENAI_REST.concat().len();
-    let out = r#"keyway_response_body_bytes_sum{provider="openai"}"#;
-    assert_eq!(kw.metric(out).await, oa_out as f64);
-
-    // The log agrees, line by line, and the streams have a time to first token.
-    let want = [
-        ("openai", false, "gpt-4o", 11, 7, 18),
-        ("anthropic", false, "claude-x", 25, 9, 34),
-        ("openai", true, "gpt-4o-mini", 13, 2, 15),
-        ("anthropic", true, "claude-x", 25, 15, 40),
-    ];
-    for (l, (provider, stream, model, p, c, t)) in got.iter().zip(want) {
-        assert_eq!(l["provider"], provider, "{l}");
-        assert_eq!(l["stream"], stream, "{l}");
-        assert_eq!(l["model"], model, "{l}");
-        assert_eq!(
-            [
-                &l["prompt_tokens"],
-                &l["completion_tokens"],
-                &l["total_tokens"]
-            ],
-            [p, c, t],
-            "{l}"
-        );
-        assert_eq!(is_ms(&l["ttft_ms"]), stream, "{l}");
-        assert_eq!(l["target"], Value::Null);
-        assert_eq!(l["attempts"], 1);
-        assert_eq!(l["workspace"], Value::Null);
     }
 }
 
