@@ -153,8 +153,12 @@ impl Scanner {
         }
     }
 
-    /// The answer ended: a JSON answer is read now.
+    /// The answer ended: a JSON answer is read now, a stream's last line if it had no `\n`.
     pub fn finish(&mut self) {
+        if self.shape == Shape::Sse && !self.carry.is_empty() && !self.skipping {
+            let line = std::mem::take(&mut self.carry);
+            self.line(&line);
+        }
         if self.shape == Shape::Json {
             if let Some(u) = usage_object(&self.tail).and_then(|s| serde_json::from_slice(s).ok()) {
                 self.merge(&u);

@@ -131,3 +131,11 @@ fn shapes_come_from_the_header() {
     feed_in(&mut s, OPENAI_JSON.as_bytes(), 10);
     assert!(!s.tokens.known());
 }
+
+#[test]
+fn a_stream_whose_last_line_has_no_newline_is_still_read() {
+    let body = "data: {\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":5,\"total_tokens\":9}}";
+    let mut s = Scanner::new(Shape::Sse);
+    feed_in(&mut s, body.as_bytes(), 7);
+    assert_eq!(s.tokens, tokens(4, 5, Some(9)));
+}
