@@ -32,6 +32,10 @@ pub enum BuildError {
     Runtime(#[from] runtime::BuildError),
     #[error("registering metrics: {0}")]
     Metrics(#[from] pingora_prometheus::prometheus::Error),
+    #[error(
+        "access_log.path: cannot open the access log ({0}); give a writable file or \"stdout\""
+    )]
+    AccessLog(String),
 }
 
 /// What keyway starts from: the validated configuration, the file it was validated from and its
@@ -122,8 +126,11 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
             metrics,
         })
     });
+    let observe = crate::observe::Observer::new(&config.observe, warm.metrics.clone())
+        .map_err(|e| BuildError::AccessLog(e.to_string()))?;
     let gateway = Gateway {
         runtime,
+        observe: Arc::new(observe),
         warm,
         admin: control.clone().filter(|_| config.admin.on_proxy_listener),
     };

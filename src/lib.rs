@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod env;
 pub mod error;
 pub mod metrics;
+pub mod observe;
 pub mod proxy;
 pub mod refresh;
 pub mod reload;

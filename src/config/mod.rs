@@ -6,6 +6,7 @@ pub mod control;
 mod identity;
 pub mod jwt;
 mod listener;
+pub mod observe;
 pub mod schema;
 mod secret_use;
 pub mod secrets;
@@ -85,6 +86,8 @@ pub struct Config {
     /// The control plane's store; `None` when disabled.
     pub store: Option<crate::store::StoreSettings>,
     pub admin: control::AdminSettings,
+    /// `[access_log]` and `[usage]` (restart-only).
+    pub observe: observe::ObserveSettings,
 }
 
 /// Reads and validates a config file; `None` gives the defaults (a drop-in Portkey gateway).
@@ -281,6 +284,7 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
     )?;
     let store = control::validate_store(&f.store, env)?;
     let admin = control::validate_admin(&f.admin)?;
+    let observe = observe::validate_observe(&f.access_log, &f.usage)?;
     let jwt = f
         .auth
         .jwt
@@ -321,6 +325,7 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
         configs,
         store,
         admin,
+        observe,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod reload;
 mod routes;
 pub mod secrets;
 pub mod strategy;
+pub mod usage;
 
 pub use routes::RouteCounters;
 
@@ -49,6 +50,7 @@ pub struct Metrics {
     pub control: control::ControlMetrics,
     pub freshness: freshness::FreshnessMetrics,
     pub strategy: strategy::StrategyMetrics,
+    pub usage: usage::UsageMetrics,
 }
 
 /// Label order follows `AuthMethod` (then "none") and `Outcome` (after "ok").
@@ -213,6 +215,7 @@ impl Metrics {
             control: control::ControlMetrics::new(registry)?,
             freshness: freshness::FreshnessMetrics::new(registry)?,
             strategy: strategy::StrategyMetrics::new(registry)?,
+            usage: usage::UsageMetrics::new(registry)?,
         })
     }
 

@@ -8,6 +8,7 @@ mod attempts;
 mod authorize;
 mod body;
 pub mod health;
+mod observe;
 mod prepare;
 mod respond;
 mod upstream;
@@ -42,6 +43,8 @@ pub struct Gateway {
     pub warm: Arc<Warm>,
     /// The admin API, when `[admin] on_proxy_listener` serves it here too.
     pub admin: Option<Arc<crate::control::ControlPlane>>,
+    /// Request ids, the access log and usage metrics.
+    pub observe: Arc<crate::observe::Observer>,
 }
 
 /// Per-request state.
@@ -72,6 +75,8 @@ pub struct Ctx {
     mark_config: bool,
     /// An admin API request (counted by the admin metrics, not as traffic).
     admin: bool,
+    /// Request id, timings and the usage scan (`observe.rs`).
+    obs: crate::observe::State,
     _in_flight: Option<InFlight>,
 }
 
@@ -268,6 +273,7 @@ impl ProxyHttp for Gateway {
             no_replay: false,
             mark_config: false,
             admin: false,
+            obs: Default::default(),
             _in_flight: None,
         }
     }
@@ -280,6 +286,7 @@ impl ProxyHttp for Gateway {
                 return Ok(true);
             }
         }
+        self.observe_request(session, ctx);
         let m = &self.warm.metrics;
         m.in_flight.inc();
         ctx._in_flight = Some(InFlight(m.in_flight.clone()));
@@ -293,6 +300,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        self.observe_attempt(ctx);
         if ctx.retrying_401 {
             self.renew_credential(ctx).await?;
         } else if let Some(a) = ctx.strategy.as_mut() {
@@ -353,6 +361,7 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        self.observe_answer(resp, ctx);
         self.on_upstream_status(session, resp.status.as_u16(), ctx)?;
         if ctx.strategy.is_some() {
             let outcome = attempts::status_outcome(resp);
@@ -368,6 +377,27 @@ impl ProxyHttp for Gateway {
             }
         }
         Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        self.observe_response(resp, ctx);
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        self.observe_body(body, end_of_stream, ctx);
+        Ok(None)
     }
 
     fn error_while_proxy(
@@ -487,6 +517,7 @@ impl ProxyHttp for Gateway {
             status,
             elapsed.as_secs_f64(),
         );
+        self.observe_finished(session, ctx, status);
     }
 
     fn request_summary(&self, session: &Session, _ctx: &Ctx) -> String {

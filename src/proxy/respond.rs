@@ -4,6 +4,12 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 use crate::error::ErrorResponse;
+use crate::observe::request_id::HEADER;
+
+/// The request's id (set on the request when it arrived), for keyway's own answers too.
+fn request_id(session: &Session) -> Option<http::HeaderValue> {
+    session.req_header().headers.get(HEADER).cloned()
+}
 
 /// Writes a JSON error and closes the connection afterwards: the request body may be unread,
 /// so the connection cannot safely carry another request.
@@ -18,7 +24,7 @@ pub async fn error_with(
     extra: &[(http::HeaderName, http::HeaderValue)],
 ) {
     let body = resp.body();
-    let mut header = match ResponseHeader::build(resp.status, Some(4)) {
+    let mut header = match ResponseHeader::build(resp.status, Some(5)) {
         Ok(h) => h,
         Err(_) => return,
     };
@@ -31,7 +37,8 @@ pub async fn error_with(
             .is_none_or(|v| header.insert_header("www-authenticate", v).is_ok())
         && extra
             .iter()
-            .all(|(k, v)| header.insert_header(k.clone(), v.clone()).is_ok());
+            .all(|(k, v)| header.insert_header(k.clone(), v.clone()).is_ok())
+        && request_id(session).is_none_or(|id| header.insert_header(HEADER, id).is_ok());
     if !ok {
         return;
     }

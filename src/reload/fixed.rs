@@ -34,7 +34,7 @@ impl Overrides {
 }
 
 /// The settings only a restart changes, as the process started with them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) struct Fixed {
     listen: String,
     metrics_listen: String,
@@ -47,6 +47,7 @@ pub(super) struct Fixed {
     pub(super) watch_config: bool,
     admin: crate::config::control::AdminSettings,
     pub(super) store: Option<crate::store::StoreSettings>,
+    observe: crate::config::observe::ObserveSettings,
     /// Where Entra, IMDS, App Service identity, STS and Secrets Manager are: every token source
     /// and secret fetcher was made against them.
     endpoints: Endpoints,
@@ -90,6 +91,7 @@ impl Fixed {
             watch_config: c.watch_config,
             admin: c.admin.clone(),
             store: c.store.clone(),
+            observe: c.observe.clone(),
             endpoints: Endpoints::of(c),
         }
     }
@@ -119,6 +121,11 @@ impl Fixed {
         check("watch_config", self.watch_config != new.watch_config);
         check("[admin]", self.admin != new.admin);
         check("[store]", self.store != new.store);
+        check(
+            "[access_log]",
+            self.observe.access_log != new.observe.access_log,
+        );
+        check("[usage]", self.observe.usage != new.observe.usage);
         check("[azure]/[aws] endpoints", self.endpoints != new.endpoints);
         out
     }
@@ -139,6 +146,8 @@ mod tests {
         b.admin.listen = "127.0.0.1:2".into();
         b.listener.write_buffer += 1;
         b.keepalive_pool += 1;
+        b.observe.access_log.sample = 0.5;
+        b.observe.usage.models.push("gpt-4o".into());
         assert_eq!(
             Fixed::of(&a).changed(&Fixed::of(&b)),
             [
@@ -147,7 +156,9 @@ mod tests {
                 "grace_period_seconds",
                 "[listener]",
                 "upstream.keepalive_pool_size",
-                "[admin]"
+                "[admin]",
+                "[access_log]",
+                "[usage]"
             ]
         );
         assert!(Fixed::of(&a).changed(&Fixed::of(&a)).is_empty());

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub mod auth;
+pub mod observe;
 pub mod secrets;
 
 use auth::{ApiKeySection, AuthSection, VirtualKeySection, WorkspaceSection};
@@ -72,6 +73,10 @@ pub struct FileConfig {
     /// The admin API's listener.
     #[serde(default)]
     pub admin: AdminSection,
+    #[serde(default)]
+    pub access_log: observe::AccessLogSection,
+    #[serde(default)]
+    pub usage: observe::UsageSection,
 }
 
 /// `[configs.<slug>]`: a stored Portkey routing config.
