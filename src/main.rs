@@ -35,6 +35,10 @@ struct Cli {
     /// Validate the configuration, print a summary and exit (non-zero on error)
     #[arg(long)]
     check_config: bool,
+    /// Take the listening sockets over from the running keyway, which hands them over when it
+    /// gets SIGQUIT (zero-downtime upgrade; both use `[listener] upgrade_socket`)
+    #[arg(short, long)]
+    upgrade: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -161,6 +165,7 @@ fn main() -> ExitCode {
         path: cli.config,
         env,
         overrides,
+        upgrade: cli.upgrade,
     }) {
         Ok(s) => s,
         Err(e) => {

@@ -8,6 +8,7 @@ mod attempts;
 mod authorize;
 mod body;
 pub mod health;
+pub mod ingress;
 mod prepare;
 mod respond;
 mod upstream;

@@ -43,6 +43,8 @@ pub(super) struct Fixed {
     grace_period: Duration,
     ca_file: Option<String>,
     listener: crate::config::ListenerSettings,
+    tls: Option<crate::config::tls::TlsSettings>,
+    upgrade_socket: String,
     keepalive_pool: usize,
     pub(super) watch_config: bool,
     admin: crate::config::control::AdminSettings,
@@ -86,6 +88,8 @@ impl Fixed {
             grace_period: c.grace_period,
             ca_file: c.ca_file.clone(),
             listener: c.listener,
+            tls: c.tls.clone(),
+            upgrade_socket: c.upgrade_socket.clone(),
             keepalive_pool: c.keepalive_pool,
             watch_config: c.watch_config,
             admin: c.admin.clone(),
@@ -111,7 +115,12 @@ impl Fixed {
             self.grace_period != new.grace_period,
         );
         check("ca_file", self.ca_file != new.ca_file);
-        check("[listener]", self.listener != new.listener);
+        check(
+            "[listener]",
+            self.listener != new.listener || self.upgrade_socket != new.upgrade_socket,
+        );
+        // The certificate and key files' contents reload live (proxy::tls), not their paths.
+        check("[tls]", self.tls != new.tls);
         check(
             "upstream.keepalive_pool_size",
             self.keepalive_pool != new.keepalive_pool,
