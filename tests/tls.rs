@@ -262,3 +262,54 @@ fn wait_for(done: impl Fn() -> bool, what: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_volume_swap_of_the_data_symlink_serves_the_new_certificate() {
+    use std::os::unix::fs::symlink;
+    let up = FakeUpstream::start().await;
+    let pki = Pki::new("volume-ca");
+    let (old_crt, old_key) = pki.issue("old", "old.test", "1001", false);
+    let (new_crt, new_key) = pki.issue("new", "new.test", "2002", false);
+    // The kubelet's layout: tls.crt -> ..data/tls.crt, ..data -> ..<timestamp>/.
+    let vol = pki.dir.join("volume");
+    let root = vol.clone();
+    let version = move |name: &str, crt: &Path, key: &Path| {
+        let d = root.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(crt, d.join("tls.crt")).unwrap();
+        std::fs::copy(key, d.join("tls.key")).unwrap();
+    };
+    version("..2026_11_30_one", &old_crt, &old_key);
+    symlink("..2026_11_30_one", vol.join("..data")).unwrap();
+    symlink("..data/tls.crt", vol.join("tls.crt")).unwrap();
+    symlink("..data/tls.key", vol.join("tls.key")).unwrap();
+    let ports = Ports::new();
+    let cfg = config(&up, ports, &vol.join("tls.crt"), &vol.join("tls.key"), "");
+    let ca = pki.ca();
+    tokio::task::spawn_blocking(move || {
+        let kw = Proc::start("volume", ports, &cfg, &[], true);
+        assert_eq!(tls_chat(ports.tls, &ca).unwrap().serial, "1001");
+        // The swap: a new version directory, a new symlink renamed over ..data.
+        version("..2026_11_30_two", &new_crt, &new_key);
+        symlink("..2026_11_30_two", vol.join("..data_tmp")).unwrap();
+        std::fs::rename(vol.join("..data_tmp"), vol.join("..data")).unwrap();
+        std::fs::remove_dir_all(vol.join("..2026_11_30_one")).unwrap();
+        let series = "keyway_tls_reloads_total{outcome=\"ok\"}";
+        wait_for(
+            || metric(ports.metrics, series) == Some(1.0),
+            "the swap to reload",
+        );
+        let seen = tls_chat(ports.tls, &ca).unwrap();
+        assert_eq!((seen.serial.as_str(), seen.status), ("2002", 200));
+        assert_eq!(seen.body, CHAT_RESPONSE);
+        let invalid = "keyway_tls_reloads_total{outcome=\"invalid\"}";
+        assert_eq!(
+            metric(ports.metrics, invalid),
+            Some(0.0),
+            "{}",
+            kw.log_text()
+        );
+    })
+    .await
+    .unwrap();
+}
