@@ -158,6 +158,9 @@ fn main() -> ExitCode {
     }
     let (listen, metrics_listen, threads) =
         (cfg.listen.clone(), cfg.metrics_listen.clone(), cfg.threads);
+    if let Some(t) = &cfg.tls {
+        log::info!("keyway TLS listener on {} (ALPN h2: {})", t.listen, t.http2);
+    }
     let server = match app::build(app::Launch {
         config: cfg,
         file,
