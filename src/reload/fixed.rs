@@ -161,4 +161,16 @@ mod tests {
         );
         assert!(Fixed::of(&a).changed(&Fixed::of(&a)).is_empty());
     }
+
+    #[test]
+    fn the_tls_listener_and_the_upgrade_socket_are_restart_only() {
+        let a = config::from_str("", &Env::default()).unwrap();
+        let tls = "[tls]\nlisten = \"127.0.0.1:8443\"\ncert_file = \"/c\"\nkey_file = \"/k\"\n";
+        let b = config::from_str(tls, &Env::default()).unwrap();
+        assert_eq!(Fixed::of(&a).changed(&Fixed::of(&b)), ["[tls]"]);
+        let mut c = a.clone();
+        c.upgrade_socket = "/run/keyway.sock".into();
+        c.listener.h2.h2c = true;
+        assert_eq!(Fixed::of(&a).changed(&Fixed::of(&c)), ["[listener]"]);
+    }
 }
