@@ -1,7 +1,8 @@
 //! Zero-downtime upgrades and graceful shutdown through real keyway processes: the listeners
-//! handed over to a new process (`--upgrade`, then SIGQUIT to the old one) under a request loop
-//! with no failure; SIGTERM draining hundreds of in-flight requests and an SSE stream to their
-//! last byte; and SIGTERM with nothing in flight ending the process long before the grace period.
+//! (clear and TLS) handed over to a new process (`--upgrade`, then SIGQUIT to the old one) under
+//! a request loop with no failure; SIGTERM draining hundreds of in-flight requests and two SSE
+//! streams (HTTP/1.1, and HTTP/2 over TLS) to their last byte; and SIGTERM with nothing in
+//! flight ending the process long before the grace period.
 
 mod common;
 mod ingress;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{log_dir, FakeUpstream, Recorded, Reply, CHAT_RESPONSE};
 use futures_util::StreamExt;
-use ingress::{chat_request, Ports, Proc, CHAT_BODY};
+use ingress::{chat_request, tls_chat, Pki, Ports, Proc, CHAT_BODY};
 
 /// The grace period of these tests: far longer than any of them may take.
 const GRACE_SECONDS: u64 = 120;
@@ -19,6 +20,16 @@ fn config(up: &FakeUpstream, socket: &str) -> String {
     format!(
         "grace_period_seconds = {GRACE_SECONDS}\n[store]\nenabled = false\n[listener]\nupgrade_socket = \"{socket}\"\n[providers.openai]\nbase_url = \"{}/v1\"\napi_key = \"k\"\n",
         up.base()
+    )
+}
+
+/// `config` plus a TLS listener on `ports.tls` serving a certificate `pki` issued (serial 1001).
+fn config_with_tls(up: &FakeUpstream, ports: Ports, pki: &Pki) -> String {
+    let (crt, key) = pki.issue("server", "localhost", "1001", false);
+    format!(
+        "{}[tls]\nlisten = \"127.0.0.1:{}\"\ncert_file = {crt:?}\nkey_file = {key:?}\n",
+        config(up, &socket_path(ports)),
+        ports.tls
     )
 }
 
@@ -50,12 +61,16 @@ fn one_request(port: u16) -> Result<(u16, String), String> {
 async fn listeners_hand_over_to_a_new_process_without_a_failed_request() {
     let up = FakeUpstream::start().await;
     let ports = Ports::new();
-    let cfg = config(&up, &socket_path(ports));
-    let (outcomes, old_exit, new_alive, new_log) = tokio::task::spawn_blocking(move || {
+    let pki = Pki::new("handover-ca");
+    let cfg = config_with_tls(&up, ports, &pki);
+    let ca = pki.ca();
+    let run = tokio::task::spawn_blocking(move || {
         let mut old = Proc::start("handover-old", ports, &cfg, &[], true);
         let mut new = None;
         let mut old_exit = None;
         let mut outcomes = Vec::new();
+        // Every fourth round also a request on the TLS listener, handed over with the rest.
+        let mut over_tls = Vec::new();
         // Bounded: 300 requests, and at least 30 more once the old process has exited (it
         // hands over, keeps accepting for Pingora's 5 s close timeout, then drains).
         let mut after_exit = 0;
@@ -74,6 +89,9 @@ async fn listeners_hand_over_to_a_new_process_without_a_failed_request() {
                 old.signal("QUIT");
             }
             outcomes.push(one_request(ports.clear));
+            if outcomes.len() % 4 == 0 {
+                over_tls.push(tls_chat(ports.tls, &ca).map(|s| (s.serial, s.status, s.body)));
+            }
             if old_exit.is_none() && outcomes.len() > 30 {
                 old_exit = old.child.try_wait().unwrap();
             }
@@ -84,19 +102,24 @@ async fn listeners_hand_over_to_a_new_process_without_a_failed_request() {
         }
         let mut new = new.unwrap();
         let new_alive = new.child.try_wait().unwrap().is_none();
-        (outcomes, old_exit, new_alive, new.log_text())
-    })
-    .await
-    .unwrap();
+        (outcomes, over_tls, old_exit, new_alive, new.log_text())
+    });
+    let (outcomes, over_tls, old_exit, new_alive, new_log) = run.await.unwrap();
     let failures: Vec<_> = outcomes
         .iter()
         .filter(|o| !matches!(o, Ok((200, b)) if b == CHAT_RESPONSE))
         .collect();
     assert_eq!(failures, Vec::<&Result<(u16, String), String>>::new());
     assert!(outcomes.len() >= 300);
+    let tls_failures: Vec<_> = over_tls
+        .iter()
+        .filter(|o| !matches!(o, Ok((serial, 200, b)) if serial == "1001" && b == CHAT_RESPONSE))
+        .collect();
+    assert_eq!(tls_failures.len(), 0, "{tls_failures:?}");
+    assert_eq!(over_tls.len(), outcomes.len() / 4);
     assert!(old_exit.expect("the old process never exited").success());
     assert!(new_alive, "{new_log}");
-    assert_eq!(up.requests().len(), outcomes.len());
+    assert_eq!(up.requests().len(), outcomes.len() + over_tls.len());
     assert!(new_log.contains("Bootstrap done"), "{new_log}");
 }
 
@@ -123,9 +146,38 @@ async fn sigterm_drains_in_flight_requests_and_a_stream_then_exits() {
     })
     .await;
     let ports = Ports::new();
-    let cfg = config(&up, &socket_path(ports));
+    let pki = Pki::new("drain-ca");
+    let cfg = config_with_tls(&up, ports, &pki);
     let kw = tokio::task::spawn_blocking(move || Proc::start("drain", ports, &cfg, &[], true))
         .await
+        .unwrap();
+    // A second stream over HTTP/2 and TLS (curl), so the drain covers GOAWAY on h2 too.
+    let h2_stream = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-N",
+            "--http2",
+            "--max-time",
+            "60",
+            "-w",
+            "\n%{http_version}",
+        ])
+        .arg("--cacert")
+        .arg(pki.ca())
+        .args(["--resolve", &format!("localhost:{}:127.0.0.1", ports.tls)])
+        .args([
+            "-H",
+            "x-portkey-provider: openai",
+            "-H",
+            "content-type: application/json",
+        ])
+        .args(["--data", r#"{"model":"m","stream":true,"messages":[]}"#])
+        .arg(format!(
+            "https://localhost:{}/v1/chat/completions",
+            ports.tls
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{}/v1/chat/completions", ports.clear);
@@ -144,10 +196,10 @@ async fn sigterm_drains_in_flight_requests_and_a_stream_then_exits() {
     let mut stream = stream.bytes_stream();
     let first = stream.next().await.unwrap().unwrap();
     let requests: Vec<_> = (0..300).map(|_| tokio::spawn(post(CHAT_BODY))).collect();
-    // Every request has reached the upstream, which holds each for 5 s: the stream and all 300
-    // are in flight in keyway when SIGTERM arrives.
+    // Every request has reached the upstream, which holds each for 5 s: both streams (HTTP/1.1
+    // and HTTP/2 over TLS) and all 300 are in flight in keyway when SIGTERM arrives.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while up.requests().len() < 301 {
+    while up.requests().len() < 302 {
         assert!(
             Instant::now() < deadline,
             "only {} requests arrived",
@@ -156,7 +208,7 @@ async fn sigterm_drains_in_flight_requests_and_a_stream_then_exits() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let in_flight = ingress::metric(ports.metrics, "keyway_requests_in_flight");
-    assert_eq!(in_flight, Some(301.0));
+    assert_eq!(in_flight, Some(302.0));
     kw.signal("TERM");
     let mut streamed = first.to_vec();
     while let Some(chunk) = stream.next().await {
@@ -171,6 +223,12 @@ async fn sigterm_drains_in_flight_requests_and_a_stream_then_exits() {
         answered += 1;
     }
     assert_eq!(answered, 300);
+    let h2 = tokio::task::spawn_blocking(move || h2_stream.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(h2.status.success());
+    let expected_h2 = format!("{expected_stream}\n2");
+    assert_eq!(String::from_utf8(h2.stdout).unwrap(), expected_h2);
     let mut kw = kw;
     let status = tokio::task::spawn_blocking(move || {
         let s = kw.wait_exit(Duration::from_secs(30));
