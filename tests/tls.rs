@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{FakeUpstream, CHAT_RESPONSE};
-use ingress::{curl_chat, metric, tls_chat, Pki, Ports, Proc};
+use ingress::{curl_chat, metric, tls_chat, Pki, Ports, Proc, TlsConn};
 
 fn config(up: &FakeUpstream, ports: Ports, crt: &Path, key: &Path, more: &str) -> String {
     format!(
@@ -153,12 +153,17 @@ async fn sighup_reloads_and_a_bad_pair_keeps_the_old_certificate_serving() {
             "the unreadable key to be refused",
         );
         assert_eq!(tls_chat(ports.tls, &ca).unwrap().serial, "1001");
-        // The matching key: the new pair serves.
+        // The matching key: the new pair serves new connections; a connection opened before
+        // the reload stays open and keeps working.
+        let mut before = TlsConn::open(ports.tls, &ca);
+        assert_eq!(before.chat(), (200, CHAT_RESPONSE.to_owned()));
         std::fs::write(&key, &next_key_pem).unwrap();
         kw.signal("HUP");
         wait_for(|| counts() == [1.0, 2.0, 0.0], "the good pair to load");
         let seen = tls_chat(ports.tls, &ca).unwrap();
         assert_eq!((seen.serial.as_str(), seen.status), ("2002", 200));
+        assert_eq!(before.chat(), (200, CHAT_RESPONSE.to_owned()));
+        assert_eq!(before.serial, "1001");
         kw.signal("HUP");
         wait_for(|| counts() == [1.0, 2.0, 1.0], "an unchanged reload");
         let log = kw.log_text();

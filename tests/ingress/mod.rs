@@ -351,3 +351,49 @@ pub fn metric(metrics_port: u16, series: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// A kept-alive TLS connection (verified against the CA) carrying one request after another.
+pub struct TlsConn {
+    stream: openssl::ssl::SslStream<TcpStream>,
+    pub serial: String,
+}
+
+impl TlsConn {
+    pub fn open(port: u16, ca: &Path) -> TlsConn {
+        let mut b = SslConnector::builder(SslMethod::tls()).unwrap();
+        b.set_ca_file(ca).unwrap();
+        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let stream = b.build().connect("localhost", tcp).unwrap();
+        let cert = stream.ssl().peer_certificate().unwrap();
+        let serial = cert.serial_number().to_bn().unwrap().to_hex_str().unwrap();
+        TlsConn {
+            serial: serial.to_string(),
+            stream,
+        }
+    }
+
+    /// Sends a keep-alive chat completion; the status and body of its answer.
+    pub fn chat(&mut self) -> (u16, String) {
+        let req = chat_request().replace("connection: close\r\n", "");
+        self.stream.write_all(req.as_bytes()).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            self.stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .expect("an answer with content-length");
+        let mut body = vec![0u8; length];
+        self.stream.read_exact(&mut body).unwrap();
+        (status_of(&head).unwrap(), String::from_utf8(body).unwrap())
+    }
+}
