@@ -95,6 +95,16 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
         upgrade_sock: config.upgrade_socket.clone(),
         ..ServerConf::default()
     };
+    // Before the bootstrap: with --upgrade, the old process starts leaving once it has handed
+    // over its sockets, so nothing that can fail may come after.
+    let tls = match &config.tls {
+        Some(t) => {
+            let metrics = TlsMetrics::new(pingora_prometheus::prometheus::default_registry())?;
+            let served = Arc::new(tls::ServedCert::load(t, metrics)?);
+            Some((t, tls::listener_settings(t, served.clone())?, served))
+        }
+        None => None,
+    };
     let opt = Opt {
         upgrade: launch.upgrade,
         ..Opt::default()
@@ -143,12 +153,7 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     let buffers = L4BufferSettings::new(config.listener.read_buffer, config.listener.write_buffer);
     proxy.add_listener(ListenerConfig::tcp(&config.listen).l4_buffer(buffers));
-    if let Some(t) = &config.tls {
-        let served = Arc::new(tls::ServedCert::load(
-            t,
-            TlsMetrics::new(pingora_prometheus::prometheus::default_registry())?,
-        )?);
-        let settings = tls::listener_settings(t, served.clone())?;
+    if let Some((t, settings, served)) = tls {
         proxy.add_listener(
             ListenerConfig::tcp(&t.listen)
                 .tls(settings)

@@ -277,3 +277,27 @@ async fn sigterm_with_nothing_in_flight_exits_long_before_the_grace_period() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_whose_certificate_cannot_load_fails_before_taking_the_sockets() {
+    let up = FakeUpstream::start().await;
+    let ports = Ports::new();
+    let pki = Pki::new("bad-upgrade-ca");
+    let cfg = config_with_tls(&up, ports, &pki);
+    let bad = cfg.replace("server.key", "missing.key");
+    assert_ne!(bad, cfg);
+    let (status, log, still) = tokio::task::spawn_blocking(move || {
+        let old = Proc::start("bad-upgrade-old", ports, &cfg, &[], true);
+        let mut new = Proc::start("bad-upgrade-new", ports, &bad, &["--upgrade"], false);
+        let status = new.wait_exit(Duration::from_secs(20));
+        let still = one_request(ports.clear);
+        drop(old);
+        (status, new.log_text(), still)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{log}");
+    assert!(log.contains("TLS listener: cannot read"), "{log}");
+    assert!(!log.contains("Bootstrap starting"), "{log}");
+    assert_eq!(still, Ok((200, CHAT_RESPONSE.to_owned())));
+}
