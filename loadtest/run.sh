@@ -41,6 +41,9 @@
 #                        inserted: Authorization (bare, the path of `keyway`) or api-key
 #                        (bare_key, the route path of `keyway_key`). keyway / bare is keyway's
 #                        own cost over Pingora's.
+#          keyway_tls, nginx_tls: `keyway` and `nginx` with wrk over TLS (HTTP/1.1; one P-256
+#                        certificate made with the openssl CLI for the run, served by both). Not
+#                        in the default: TARGETS="keyway_tls nginx_tls"
 #          base, base_key: `keyway` and `keyway_key` run by BASELINE_BIN (another build, e.g. the
 #                        previous commit), for an A/B of two builds in the same rounds
 #        SHAPE=json      what every request and answer looks like:
@@ -106,6 +109,7 @@ declare -A RSS_IDLE=() # keyway target -> idle VmRSS (KiB)
 declare -A RSS_MAX=()  # keyway target -> max VmRSS seen under load (KiB)
 
 declare -A T_BIN=()    # keyway target -> binary, when not KEYWAY_BIN
+declare -A T_TOML=()   # keyway target -> TOML appended to its config (e.g. its [tls])
 
 STOP_LIST=()   # "pid:signal" for every process we started, in start order
 USED_PORTS=" "
@@ -252,6 +256,7 @@ start_keyway() {
     else
         printf '\n%s\n' "${KEYWAY_TOML:-}" >>"$cfg"
     fi
+    printf '\n%s\n' "${T_TOML[$name]:-}" >>"$cfg"
     "$bin" --check-config --config "$cfg" >"$dir/check.log" 2>&1 ||
         { show_log "$dir/check.log"; die "keyway rejected $cfg"; }
     RUST_LOG=$KEYWAY_RUST_LOG KEYWAY_DATA_DIR=$dir/data "$bin" --config "$cfg" --threads 1 \
@@ -437,6 +442,48 @@ setup_target_keyway_cfg_fallback() {
     fi
 }
 
+# tls_pair: a CA and a P-256 certificate for 127.0.0.1 it issued, made once per run in
+# $WORK/tls and served by both TLS targets (wrk does not verify it).
+TLS_DIR=""
+tls_pair() {
+    [[ -z $TLS_DIR ]] || return 0
+    TLS_DIR=$WORK/tls
+    mkdir -p "$TLS_DIR"
+    printf 'subjectAltName=IP:127.0.0.1\n' >"$TLS_DIR/ext.cnf"
+    {
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj "/CN=keyway loadtest CA" -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.crt" &&
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+                -keyout "$TLS_DIR/tls.key" -out "$TLS_DIR/tls.csr" &&
+            openssl x509 -req -days 2 -in "$TLS_DIR/tls.csr" -CA "$TLS_DIR/ca.crt" \
+                -CAkey "$TLS_DIR/ca.key" -CAcreateserial -extfile "$TLS_DIR/ext.cnf" \
+                -out "$TLS_DIR/tls.crt"
+    } >"$TLS_DIR/openssl.log" 2>&1 || { show_log "$TLS_DIR/openssl.log"; die "openssl could not make the TLS certificate"; }
+}
+
+# keyway's TLS listener, beside its clear one; wrk is pointed at the TLS one.
+setup_target_keyway_tls() {
+    local tls_port
+    tls_pair
+    free_port tls_port
+    T_TOML[keyway_tls]=$(printf '[tls]\nlisten = "127.0.0.1:%s"\ncert_file = "%s"\nkey_file = "%s"\n' \
+        "$tls_port" "$TLS_DIR/tls.crt" "$TLS_DIR/tls.key")
+    start_keyway keyway_tls "$HERE/keyway.toml.in" /v1/chat/completions "x-portkey-provider: openai"
+    T_URL[keyway_tls]=https://127.0.0.1:$tls_port/v1/chat/completions
+}
+
+setup_target_nginx_tls() {
+    local port
+    tls_pair
+    start_upstream
+    free_port port
+    # wait_http's plain request gets nginx's 400 from the TLS port: an answer all the same.
+    start_nginx nginx_tls "$HERE/nginx-proxy-tls.conf.in" "$port" UPSTREAM_PORT="$UPSTREAM_PORT" \
+        CERT="$TLS_DIR/tls.crt" KEY="$TLS_DIR/tls.key"
+    register_target nginx_tls "nginx proxy (TLS)" proxy \
+        "https://127.0.0.1:$port/v1/chat/completions" "$NGINX_WORKER_PID" ""
+}
+
 # The same two variants run by another build (BASELINE_BIN): an A/B of two commits.
 baseline_bin() {
     [[ -n ${BASELINE_BIN:-} && -x $BASELINE_BIN ]] || die "targets base and base_key need BASELINE_BIN (an executable)"
@@ -467,11 +514,13 @@ wrk_hdr_args() {
 # One request per target before measuring: the whole chain must return the
 # canned completion, or the numbers would measure error paths.
 smoke_test() {
-    local t=$1 body code
+    local t=$1 body code ca=()
     wrk_hdr_args "$t"
     body=$WORK/smoke.$t
+    # The TLS targets' certificate is verified here (wrk does not verify).
+    if [[ ${T_URL[$t]} == https://* ]]; then ca=(--cacert "$TLS_DIR/ca.crt"); fi
     code=$(curl -s -m 5 -o "$body" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
-        "${WRK_HDR_ARGS[@]}" --data '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' \
+        "${ca[@]}" "${WRK_HDR_ARGS[@]}" --data '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' \
         "${T_URL[$t]}" || true)
     if [[ $code != 200 ]] || ! grep -qF "$SMOKE_MATCH" "$body"; then
         log "smoke test for $t: HTTP $code, body: $(head -c 300 "$body" 2>/dev/null)"

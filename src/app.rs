@@ -6,19 +6,22 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::listening::Service;
 
 use crate::cache::renewal::Timing;
-use crate::config::{Config, FileConfig};
+use crate::config::{Config, FileConfig, H2Settings};
 use crate::control::ControlPlane;
 use crate::env::Env;
 use crate::metrics::strategy::{CircuitCollector, CircuitSource};
+use crate::metrics::tls::TlsMetrics;
 use crate::metrics::Metrics;
 use crate::proxy::admin_api::AdminApi;
 use crate::proxy::health::HealthApp;
+use crate::proxy::ingress::{drain, tls, watch::CertWatch};
 use crate::proxy::Gateway;
 use crate::refresh::readiness::Readiness;
 use crate::refresh::Refresher;
@@ -36,6 +39,8 @@ pub enum BuildError {
         "access_log.path: cannot open the access log ({0}); give a writable file or \"stdout\""
     )]
     AccessLog(String),
+    #[error("TLS listener: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// What keyway starts from: the validated configuration, the file it was validated from and its
@@ -47,6 +52,8 @@ pub struct Launch {
     pub path: Option<PathBuf>,
     pub env: Env,
     pub overrides: Overrides,
+    /// Take the listeners over from a running keyway (`--upgrade`) instead of binding them.
+    pub upgrade: bool,
 }
 
 /// Builds the server. Metrics go to the default registry, which `/metrics` serves.
@@ -89,10 +96,26 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
         // Every attempt of a routing strategy is one of Pingora's tries.
         max_retries: crate::config::MAX_ATTEMPTS as usize,
         upstream_keepalive_pool_size: config.keepalive_pool,
+        upgrade_sock: config.upgrade_socket.clone(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    // Before the bootstrap: with --upgrade, the old process starts leaving once it has handed
+    // over its sockets, so nothing that can fail may come after.
+    let tls = match &config.tls {
+        Some(t) => {
+            let metrics = TlsMetrics::new(pingora_prometheus::prometheus::default_registry())?;
+            let served = Arc::new(tls::ServedCert::load(t, metrics)?);
+            Some((t, tls::listener_settings(t, served.clone())?, served))
+        }
+        None => None,
+    };
+    let opt = Opt {
+        upgrade: launch.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
+    drain::exit_when_drained(server.watch_execution_phase(), metrics.in_flight.clone());
 
     let refresher = Refresher {
         runtime: runtime.clone(),
@@ -137,6 +160,21 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     let buffers = L4BufferSettings::new(config.listener.read_buffer, config.listener.write_buffer);
     proxy.add_listener(ListenerConfig::tcp(&config.listen).l4_buffer(buffers));
+    if let Some((t, settings, served)) = tls {
+        proxy.add_listener(
+            ListenerConfig::tcp(&t.listen)
+                .tls(settings)
+                .l4_buffer(buffers),
+        );
+        server.add_service(pingora::services::background::background_service(
+            "TLS certificate",
+            CertWatch {
+                served,
+                watch: t.watch,
+            },
+        ));
+    }
+    http2_options(&mut proxy, config.listener.h2);
     let proxy = server.add_service(proxy);
     proxy.add_dependency(&refresher);
 
@@ -156,4 +194,20 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
         server.add_service(admin);
     }
     Ok(server)
+}
+
+/// HTTP/2 from clients: h2c on the clear listener when asked, and explicit limits for every
+/// HTTP/2 connection (custom options would otherwise lose Pingora's bounded defaults).
+fn http2_options<S>(proxy: &mut Service<pingora::proxy::HttpProxy<S>>, h2: H2Settings) {
+    let Some(app) = proxy.app_logic_mut() else {
+        return;
+    };
+    let mut options = HttpServerOptions::default();
+    options.h2c = h2.h2c;
+    options.h2_idle_timeout = h2.idle_timeout;
+    app.server_options = Some(options);
+    let mut limits = pingora::protocols::http::v2::server::H2Options::new();
+    limits.max_concurrent_streams(h2.max_concurrent_streams);
+    limits.max_header_list_size(h2.max_header_list_bytes);
+    app.h2_options = Some(limits);
 }

@@ -35,6 +35,10 @@ struct Cli {
     /// Validate the configuration, print a summary and exit (non-zero on error)
     #[arg(long)]
     check_config: bool,
+    /// Take the listening sockets over from the running keyway, which hands them over when it
+    /// gets SIGQUIT (zero-downtime upgrade; both use `[listener] upgrade_socket`)
+    #[arg(short, long)]
+    upgrade: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -154,6 +158,9 @@ fn main() -> ExitCode {
     }
     let (listen, metrics_listen, threads) =
         (cfg.listen.clone(), cfg.metrics_listen.clone(), cfg.threads);
+    if let Some(t) = &cfg.tls {
+        log::info!("keyway TLS listener on {} (ALPN h2: {})", t.listen, t.http2);
+    }
     let server = match app::build(app::Launch {
         config: cfg,
         file,
@@ -161,6 +168,7 @@ fn main() -> ExitCode {
         path: cli.config,
         env,
         overrides,
+        upgrade: cli.upgrade,
     }) {
         Ok(s) => s,
         Err(e) => {

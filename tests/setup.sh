@@ -30,7 +30,9 @@ venv_works() {
 # (tests/common/postgres.rs), each on its own port and temporary directory.
 # prometheus (Debian's 2.42): promtool checks and unit-tests conf/prometheus, and the server
 # scrapes two keyways in tests/interop/test_deploy.py.
-want=(cmake pkg-config libssl-dev perl make gcc nginx-light wrk postgresql prometheus)
+# openssl (the CLI) and curl: the TLS tests make their certificates with one and speak HTTP/2
+# and HTTP/1.1 with the other (tests/tls.rs, tests/shutdown.rs, tests/interop/test_tls_sdk.py).
+want=(cmake pkg-config libssl-dev perl make gcc nginx-light wrk postgresql prometheus openssl curl)
 if [ -x "$venv/bin/python" ]; then
     : # an existing venv proves venv support
 elif ! venv_works; then

@@ -11,6 +11,7 @@ pub mod schema;
 mod secret_use;
 pub mod secrets;
 pub mod stored;
+pub mod tls;
 mod upstreams;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,8 +23,8 @@ use crate::routing::custom_host::TrustedHosts;
 use crate::secret::Secret;
 use crate::vocab::Provider;
 pub use identity::{ClientSecretConfig, Identity, TokenCredential, WorkloadDefaults};
-use listener::validate_listener;
-pub use listener::{ListenerSettings, DEFAULT_READ_BUFFER, DEFAULT_WRITE_BUFFER};
+use listener::{validate_listener, validate_upgrade_socket};
+pub use listener::{H2Settings, ListenerSettings, DEFAULT_READ_BUFFER, DEFAULT_WRITE_BUFFER};
 pub use schema::FileConfig;
 use secrets::SecretsSettings;
 use upstreams::{validate_credentials, validate_providers, validate_routes, validate_timeouts};
@@ -69,6 +70,10 @@ pub struct Config {
     pub trusted_custom_hosts: TrustedHosts,
     pub ca_file: Option<String>,
     pub listener: ListenerSettings,
+    /// The TLS listener, when `[tls]` turns it on.
+    pub tls: Option<tls::TlsSettings>,
+    /// Where listeners are handed over during an upgrade (`keyway --upgrade`).
+    pub upgrade_socket: String,
     /// Idle upstream connections kept per proxy thread (Pingora's keep-alive pool).
     pub keepalive_pool: usize,
     pub timeouts: Timeouts,
@@ -305,6 +310,8 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
         trusted_custom_hosts,
         ca_file: f.ca_file,
         listener: validate_listener(&f.listener)?,
+        tls: tls::validate_tls(&f.tls)?,
+        upgrade_socket: validate_upgrade_socket(&f.listener)?,
         keepalive_pool: match f.upstream.keepalive_pool_size.unwrap_or(128) {
             n @ 1..=65_536 => n,
             _ => {

@@ -101,6 +101,7 @@ fn listener_buffers_and_the_keepalive_pool() {
         ListenerSettings {
             read_buffer: DEFAULT_READ_BUFFER,
             write_buffer: DEFAULT_WRITE_BUFFER,
+            h2: c.listener.h2,
         }
     );
     assert_eq!(c.keepalive_pool, 128);

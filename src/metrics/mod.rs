@@ -12,6 +12,7 @@ pub mod reload;
 mod routes;
 pub mod secrets;
 pub mod strategy;
+pub mod tls;
 pub mod usage;
 
 pub use routes::RouteCounters;

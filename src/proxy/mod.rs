@@ -8,6 +8,7 @@ mod attempts;
 mod authorize;
 mod body;
 pub mod health;
+pub mod ingress;
 mod observe;
 mod prepare;
 mod respond;

@@ -43,6 +43,8 @@ pub(super) struct Fixed {
     grace_period: Duration,
     ca_file: Option<String>,
     listener: crate::config::ListenerSettings,
+    tls: Option<crate::config::tls::TlsSettings>,
+    upgrade_socket: String,
     keepalive_pool: usize,
     pub(super) watch_config: bool,
     admin: crate::config::control::AdminSettings,
@@ -87,6 +89,8 @@ impl Fixed {
             grace_period: c.grace_period,
             ca_file: c.ca_file.clone(),
             listener: c.listener,
+            tls: c.tls.clone(),
+            upgrade_socket: c.upgrade_socket.clone(),
             keepalive_pool: c.keepalive_pool,
             watch_config: c.watch_config,
             admin: c.admin.clone(),
@@ -113,7 +117,12 @@ impl Fixed {
             self.grace_period != new.grace_period,
         );
         check("ca_file", self.ca_file != new.ca_file);
-        check("[listener]", self.listener != new.listener);
+        check(
+            "[listener]",
+            self.listener != new.listener || self.upgrade_socket != new.upgrade_socket,
+        );
+        // The certificate and key files' contents reload live (proxy::tls), not their paths.
+        check("[tls]", self.tls != new.tls);
         check(
             "upstream.keepalive_pool_size",
             self.keepalive_pool != new.keepalive_pool,
@@ -162,5 +171,17 @@ mod tests {
             ]
         );
         assert!(Fixed::of(&a).changed(&Fixed::of(&a)).is_empty());
+    }
+
+    #[test]
+    fn the_tls_listener_and_the_upgrade_socket_are_restart_only() {
+        let a = config::from_str("", &Env::default()).unwrap();
+        let tls = "[tls]\nlisten = \"127.0.0.1:8443\"\ncert_file = \"/c\"\nkey_file = \"/k\"\n";
+        let b = config::from_str(tls, &Env::default()).unwrap();
+        assert_eq!(Fixed::of(&a).changed(&Fixed::of(&b)), ["[tls]"]);
+        let mut c = a.clone();
+        c.upgrade_socket = "/run/keyway.sock".into();
+        c.listener.h2.h2c = true;
+        assert_eq!(Fixed::of(&a).changed(&Fixed::of(&c)), ["[listener]"]);
     }
 }

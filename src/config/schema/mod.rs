@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 pub mod auth;
 pub mod observe;
 pub mod secrets;
+pub mod tls;
 
 use auth::{ApiKeySection, AuthSection, VirtualKeySection, WorkspaceSection};
 use secrets::{SecretMappingSection, SecretReferenceSection, SecretsSection};
@@ -38,6 +39,9 @@ pub struct FileConfig {
     pub ca_file: Option<String>,
     #[serde(default)]
     pub listener: ListenerSection,
+    /// The TLS listener (none by default).
+    #[serde(default)]
+    pub tls: tls::TlsSection,
     #[serde(default)]
     pub upstream: UpstreamSection,
     #[serde(default)]
@@ -165,6 +169,17 @@ pub struct ListenerSection {
     pub read_buffer_bytes: Option<usize>,
     /// Write buffer in front of each client connection's socket; 0: none. Default 16384.
     pub write_buffer_bytes: Option<usize>,
+    /// Accept HTTP/2 with prior knowledge (h2c) on the clear listener. Default false.
+    pub h2c: Option<bool>,
+    /// Concurrent streams per HTTP/2 client connection. Default 100.
+    pub h2_max_concurrent_streams: Option<u32>,
+    /// Largest decoded header list of an HTTP/2 request. Default 65536.
+    pub h2_max_header_list_bytes: Option<u32>,
+    /// Close an HTTP/2 client connection idle (no open stream) this long; 0: never. Default 60.
+    pub h2_idle_timeout_seconds: Option<u64>,
+    /// Unix socket the listeners are handed over on during an upgrade (`keyway --upgrade`).
+    /// Default `/tmp/keyway_upgrade.sock`.
+    pub upgrade_socket: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
