@@ -52,6 +52,7 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
         pingora_prometheus::prometheus::default_registry(),
     )?);
     let warm = Arc::new(Warm::new(config, metrics.clone(), Timing::system()));
+    let metrics_trace = metrics.trace.clone();
     let file_digest = runtime::digest_of(&launch.text);
     // The file's objects serve at once; the store's join when the reloader has loaded them
     // (until then the instance is not ready, and `/readyz` says why).
@@ -122,10 +123,19 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
             metrics,
         })
     });
+    let tracer = config.tracing.as_ref().map(|t| {
+        let (tracer, exporter) = crate::trace::Tracer::new(t, metrics_trace.clone());
+        server.add_service(pingora::services::background::background_service(
+            "trace exporter",
+            crate::proxy::trace::TraceExport::new(exporter),
+        ));
+        Arc::new(tracer)
+    });
     let gateway = Gateway {
         runtime,
         warm,
         admin: control.clone().filter(|_| config.admin.on_proxy_listener),
+        tracer,
     };
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     let buffers = L4BufferSettings::new(config.listener.read_buffer, config.listener.write_buffer);

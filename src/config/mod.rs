@@ -10,6 +10,7 @@ pub mod schema;
 mod secret_use;
 pub mod secrets;
 pub mod stored;
+pub mod tracing;
 mod upstreams;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -85,6 +86,8 @@ pub struct Config {
     /// The control plane's store; `None` when disabled.
     pub store: Option<crate::store::StoreSettings>,
     pub admin: control::AdminSettings,
+    /// OpenTelemetry trace export; `None`: off.
+    pub tracing: Option<tracing::TracingSettings>,
 }
 
 /// Reads and validates a config file; `None` gives the defaults (a drop-in Portkey gateway).
@@ -281,6 +284,7 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
     )?;
     let store = control::validate_store(&f.store, env)?;
     let admin = control::validate_admin(&f.admin)?;
+    let tracing = tracing::validate(f.tracing.as_ref(), env)?;
     let jwt = f
         .auth
         .jwt
@@ -321,6 +325,7 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
         configs,
         store,
         admin,
+        tracing,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod reload;
 mod routes;
 pub mod secrets;
 pub mod strategy;
+pub mod trace;
 
 pub use routes::RouteCounters;
 
@@ -49,6 +50,7 @@ pub struct Metrics {
     pub control: control::ControlMetrics,
     pub freshness: freshness::FreshnessMetrics,
     pub strategy: strategy::StrategyMetrics,
+    pub trace: trace::TraceMetrics,
 }
 
 /// Label order follows `AuthMethod` (then "none") and `Outcome` (after "ok").
@@ -210,6 +212,7 @@ impl Metrics {
             jwks_refreshes,
             secrets: secrets::SecretMetrics::new(registry)?,
             reload: reload::ReloadMetrics::new(registry)?,
+            trace: trace::TraceMetrics::new(registry)?,
             control: control::ControlMetrics::new(registry)?,
             freshness: freshness::FreshnessMetrics::new(registry)?,
             strategy: strategy::StrategyMetrics::new(registry)?,

@@ -10,6 +10,7 @@ mod body;
 pub mod health;
 mod prepare;
 mod respond;
+pub mod trace;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -42,6 +43,8 @@ pub struct Gateway {
     pub warm: Arc<Warm>,
     /// The admin API, when `[admin] on_proxy_listener` serves it here too.
     pub admin: Option<Arc<crate::control::ControlPlane>>,
+    /// Span export, with `[tracing]`.
+    pub tracer: Option<Arc<crate::trace::Tracer>>,
 }
 
 /// Per-request state.
@@ -72,6 +75,8 @@ pub struct Ctx {
     mark_config: bool,
     /// An admin API request (counted by the admin metrics, not as traffic).
     admin: bool,
+    /// The request's trace, with `[tracing]`.
+    trace: Option<Box<crate::trace::RequestTrace>>,
     _in_flight: Option<InFlight>,
 }
 
@@ -268,6 +273,7 @@ impl ProxyHttp for Gateway {
             no_replay: false,
             mark_config: false,
             admin: false,
+            trace: None,
             _in_flight: None,
         }
     }
@@ -280,6 +286,7 @@ impl ProxyHttp for Gateway {
                 return Ok(true);
             }
         }
+        ctx.trace = trace::begin(self.tracer.as_ref(), session);
         let m = &self.warm.metrics;
         m.in_flight.inc();
         ctx._in_flight = Some(InFlight(m.in_flight.clone()));
@@ -335,6 +342,7 @@ impl ProxyHttp for Gateway {
             req.remove_header(&http::header::TRANSFER_ENCODING);
             req.insert_header(http::header::CONTENT_LENGTH, send.len())?;
         }
+        trace::upstream(ctx, req)?;
         match &ctx.plan {
             Some(plan) => upstream::rewrite(
                 req,
@@ -353,6 +361,7 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        trace::status(ctx, resp.status.as_u16());
         self.on_upstream_status(session, resp.status.as_u16(), ctx)?;
         if ctx.strategy.is_some() {
             let outcome = attempts::status_outcome(resp);
@@ -487,6 +496,7 @@ impl ProxyHttp for Gateway {
             status,
             elapsed.as_secs_f64(),
         );
+        trace::finish(session, ctx, status);
     }
 
     fn request_summary(&self, session: &Session, _ctx: &Ctx) -> String {

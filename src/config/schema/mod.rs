@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod auth;
 pub mod secrets;
+pub mod tracing;
 
 use auth::{ApiKeySection, AuthSection, VirtualKeySection, WorkspaceSection};
 use secrets::{SecretMappingSection, SecretReferenceSection, SecretsSection};
@@ -72,6 +73,8 @@ pub struct FileConfig {
     /// The admin API's listener.
     #[serde(default)]
     pub admin: AdminSection,
+    /// OpenTelemetry trace export; absent: off.
+    pub tracing: Option<tracing::TracingSection>,
 }
 
 /// `[configs.<slug>]`: a stored Portkey routing config.
