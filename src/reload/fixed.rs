@@ -1,6 +1,6 @@
 //! What a reload cannot change: the command line's overrides (applied to every configuration
 //! read) and the settings only a restart changes (listeners, threads, the store, the identity
-//! endpoints the warm caches' token sources were made against).
+//! endpoints the warm caches' token sources were made against, the trace exporter).
 
 use std::time::Duration;
 
@@ -50,6 +50,8 @@ pub(super) struct Fixed {
     /// Where Entra, IMDS, App Service identity, STS and Secrets Manager are: every token source
     /// and secret fetcher was made against them.
     endpoints: Endpoints,
+    /// The trace exporter and its queue are made once.
+    tracing: Option<crate::config::tracing::TracingSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +93,7 @@ impl Fixed {
             admin: c.admin.clone(),
             store: c.store.clone(),
             endpoints: Endpoints::of(c),
+            tracing: c.tracing.clone(),
         }
     }
 
@@ -120,6 +123,7 @@ impl Fixed {
         check("[admin]", self.admin != new.admin);
         check("[store]", self.store != new.store);
         check("[azure]/[aws] endpoints", self.endpoints != new.endpoints);
+        check("[tracing]", self.tracing != new.tracing);
         out
     }
 }
@@ -139,6 +143,12 @@ mod tests {
         b.admin.listen = "127.0.0.1:2".into();
         b.listener.write_buffer += 1;
         b.keepalive_pool += 1;
+        b.tracing = config::from_str(
+            "[tracing]\notlp_endpoint = \"http://127.0.0.1:1\"\n",
+            &Env::default(),
+        )
+        .unwrap()
+        .tracing;
         assert_eq!(
             Fixed::of(&a).changed(&Fixed::of(&b)),
             [
@@ -147,7 +157,8 @@ mod tests {
                 "grace_period_seconds",
                 "[listener]",
                 "upstream.keepalive_pool_size",
-                "[admin]"
+                "[admin]",
+                "[tracing]"
             ]
         );
         assert!(Fixed::of(&a).changed(&Fixed::of(&a)).is_empty());
