@@ -389,3 +389,60 @@ async fn a_failing_collector_is_counted_and_requests_go_on() {
     assert_eq!(kw.metric("keyway_trace_spans_exported_total").await, 0.0);
     assert_eq!(chat(&kw, &[]).await, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_upstream_attempt_is_a_client_span_and_the_parent_it_names() {
+    let collector = Collector::start(200).await;
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    let up =
+        FakeUpstream::with(
+            move |_| match n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => common::Reply::status(503, r#"{"error":{"message":"overloaded"}}"#),
+                _ => common::Reply::ok_json(common::CHAT_RESPONSE),
+            },
+        )
+        .await;
+    let text = format!(
+        "trusted_custom_hosts = [\"127.0.0.1\"]\n[upstream]\nretry_backoff_ms = 10\n{}",
+        tracing_section(&collector, "")
+    );
+    let kw = Keyway::start(&text).await;
+    let cfg = serde_json::json!({
+        "provider": "openai",
+        "api_key": "sk-config-key",
+        "custom_host": format!("{}/v1", up.base()),
+        "retry": {"attempts": 1, "on_status_codes": [503]},
+    })
+    .to_string();
+    let tp = format!("00-{TRACE}-{PARENT}-01");
+    let status = reqwest::Client::new()
+        .post(kw.url("/v1/chat/completions"))
+        .header("x-portkey-config", cfg)
+        .header("traceparent", tp)
+        .body(BODY)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+
+    let spans = collector.wait_spans(TRACE, 3).await;
+    let server = spans.iter().find(|s| s.kind == SERVER).unwrap();
+    let mut clients: Vec<&Span> = spans.iter().filter(|s| s.kind == CLIENT).collect();
+    clients.sort_by_key(|s| s.start_time_unix_nano);
+    assert_eq!(clients.len(), 2);
+    let sent = up.requests();
+    assert_eq!(sent.len(), 2);
+    for (attempt, (client, req)) in clients.iter().zip(&sent).enumerate() {
+        assert_eq!(client.parent_span_id, server.span_id);
+        let (trace, parent, _) = parts(req.header("traceparent").unwrap());
+        assert_eq!(trace, TRACE);
+        assert_eq!(parent, hex::encode(&client.span_id), "attempt {attempt}");
+    }
+    assert_eq!(attr(clients[0], "http.response.status_code"), int(503));
+    assert_eq!(attr(clients[0], "error.type"), string("503"));
+    assert_eq!(attr(clients[1], "http.response.status_code"), int(200));
+    assert_eq!(attr(clients[1], "error.type"), None);
+    assert_eq!(attr(server, "http.response.status_code"), int(200));
+    assert!(clients[0].end_time_unix_nano <= clients[1].start_time_unix_nano);
+}

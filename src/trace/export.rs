@@ -209,6 +209,10 @@ mod tests {
     use crate::env::Env;
 
     fn tracer(ratio: &str) -> Tracer {
+        tracer_and_metrics(ratio).0
+    }
+
+    fn tracer_and_metrics(ratio: &str) -> (Tracer, TraceMetrics) {
         let c = from_str(
             &format!("[tracing]\notlp_endpoint = \"http://127.0.0.1:9\"\nsample_ratio = {ratio}\nmax_queue_size = 1\nmax_export_batch_size = 1\n"),
             &Env::default(),
@@ -216,7 +220,31 @@ mod tests {
         .unwrap();
         let registry = pingora_prometheus::prometheus::Registry::new();
         let m = TraceMetrics::new(&registry).unwrap();
-        Tracer::new(c.tracing.as_ref().unwrap(), m).0
+        (Tracer::new(c.tracing.as_ref().unwrap(), m.clone()).0, m)
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_waiting() {
+        let (t, m) = tracer_and_metrics("1.0");
+        let span = SpanRecord {
+            context: crate::trace::context::SpanContext {
+                trace_id: [1; 16],
+                span_id: [2; 8],
+                flags: 1,
+            },
+            parent: None,
+            parent_is_remote: false,
+            name: "POST".into(),
+            kind: crate::trace::span::Kind::Server,
+            start_unix_nano: 1,
+            end_unix_nano: 2,
+            attributes: Vec::new(),
+            error: false,
+        };
+        t.submit(span.clone());
+        t.submit(span.clone());
+        t.submit(span);
+        assert_eq!(m.dropped.get(), 2, "a queue of one keeps one span");
     }
 
     #[test]
