@@ -212,7 +212,8 @@ mod tests {
         tracer_and_metrics(ratio).0
     }
 
-    fn tracer_and_metrics(ratio: &str) -> (Tracer, TraceMetrics) {
+    /// A tracer with a queue of one, its (not running) exporter and its metrics.
+    fn tracer_and_metrics(ratio: &str) -> (Tracer, Exporter, TraceMetrics) {
         let c = from_str(
             &format!("[tracing]\notlp_endpoint = \"http://127.0.0.1:9\"\nsample_ratio = {ratio}\nmax_queue_size = 1\nmax_export_batch_size = 1\n"),
             &Env::default(),
@@ -220,12 +221,13 @@ mod tests {
         .unwrap();
         let registry = pingora_prometheus::prometheus::Registry::new();
         let m = TraceMetrics::new(&registry).unwrap();
-        (Tracer::new(c.tracing.as_ref().unwrap(), m.clone()).0, m)
+        let (t, e) = Tracer::new(c.tracing.as_ref().unwrap(), m.clone());
+        (t, e, m)
     }
 
     #[test]
     fn a_full_queue_drops_and_counts_without_waiting() {
-        let (t, m) = tracer_and_metrics("1.0");
+        let (t, _exporter, m) = tracer_and_metrics("1.0");
         let span = SpanRecord {
             context: crate::trace::context::SpanContext {
                 trace_id: [1; 16],
