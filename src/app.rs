@@ -125,6 +125,12 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
     });
     let tracer = config.tracing.as_ref().map(|t| {
         let (tracer, exporter) = crate::trace::Tracer::new(t, metrics_trace.clone());
+        // The origin only: a path or query could carry a collector's token.
+        log::info!(
+            "tracing: OTLP/HTTP export to {} (sample_ratio {})",
+            t.endpoint.origin().ascii_serialization(),
+            t.sample_ratio
+        );
         server.add_service(pingora::services::background::background_service(
             "trace exporter",
             crate::proxy::trace::TraceExport::new(exporter),

@@ -13,7 +13,7 @@ use pingora::services::background::BackgroundService;
 use pingora::Result;
 
 use super::Ctx;
-use crate::trace::{span, Exporter, GenAi, RequestTrace, Tracer, Upstream};
+use crate::trace::{span, Arrival, Exporter, GenAi, RequestTrace, Tracer, Upstream};
 
 const TRACEPARENT: &str = "traceparent";
 
@@ -21,12 +21,19 @@ const TRACEPARENT: &str = "traceparent";
 pub(super) fn begin(tracer: Option<&Arc<Tracer>>, session: &Session) -> Option<Box<RequestTrace>> {
     let tracer = tracer?;
     let req = session.req_header();
+    let tls = session
+        .as_ref()
+        .digest()
+        .is_some_and(|d| d.ssl_digest.is_some());
     Some(Box::new(RequestTrace::begin(
         tracer,
         req.headers.get(TRACEPARENT).map(|v| v.as_bytes()),
-        &req.method,
-        req.uri.path(),
-        super::request_host(req),
+        Arrival {
+            method: &req.method,
+            path: req.uri.path(),
+            host: super::request_host(req),
+            tls,
+        },
     )))
 }
 

@@ -10,5 +10,5 @@ pub mod request;
 pub mod span;
 
 pub use export::{Exporter, Tracer};
-pub use request::{RequestTrace, Upstream};
+pub use request::{Arrival, RequestTrace, Upstream};
 pub use span::GenAi;

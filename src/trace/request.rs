@@ -14,12 +14,24 @@ use super::export::Tracer;
 use super::span::{self, GenAi, Kind, SpanRecord};
 use crate::vocab::Provider;
 
-/// What the request looked like when it arrived (kept only when it is sampled).
+/// The request as it arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival<'a> {
+    pub method: &'a http::Method,
+    pub path: &'a str,
+    /// `Host` without its port.
+    pub host: Option<&'a str>,
+    /// It came over TLS.
+    pub tls: bool,
+}
+
+/// What the SERVER span says about the request (kept only when it is sampled).
 #[derive(Debug)]
-struct Arrival {
+struct Arrived {
     method: &'static str,
     path: String,
     host: Option<String>,
+    tls: bool,
 }
 
 /// One attempt to the upstream.
@@ -53,19 +65,13 @@ pub struct RequestTrace {
     parent: Option<[u8; 8]>,
     start_unix_nano: u64,
     started: Instant,
-    arrival: Option<Arrival>,
+    arrival: Option<Arrived>,
     attempts: Vec<Attempt>,
 }
 
 impl RequestTrace {
     /// Starts the request's trace from its `traceparent` (ignored when invalid).
-    pub fn begin(
-        tracer: &Arc<Tracer>,
-        traceparent: Option<&[u8]>,
-        method: &http::Method,
-        path: &str,
-        host: Option<&str>,
-    ) -> RequestTrace {
+    pub fn begin(tracer: &Arc<Tracer>, traceparent: Option<&[u8]>, a: Arrival) -> RequestTrace {
         let (trace_id, parent, sampled) = match traceparent.and_then(context::parse) {
             Some(p) => (p.trace_id, Some(p.span_id), p.sampled()),
             None => {
@@ -73,10 +79,11 @@ impl RequestTrace {
                 (id, None, tracer.sample_new(&id))
             }
         };
-        let arrival = sampled.then(|| Arrival {
-            method: method_name(method),
-            path: path.to_owned(),
-            host: host.map(str::to_owned),
+        let arrival = sampled.then(|| Arrived {
+            method: method_name(a.method),
+            path: a.path.to_owned(),
+            host: a.host.map(str::to_owned),
+            tls: a.tls,
         });
         RequestTrace {
             tracer: tracer.clone(),
@@ -156,7 +163,7 @@ impl RequestTrace {
         s.parent_is_remote = self.parent.is_some();
         s.str("http.request.method", a.method);
         s.str("url.path", a.path.clone());
-        s.str("url.scheme", "http");
+        s.str("url.scheme", if a.tls { "https" } else { "http" });
         if let Some(h) = &a.host {
             s.str("server.address", h.clone());
         }
@@ -168,7 +175,7 @@ impl RequestTrace {
     fn client_span(
         &self,
         at: &Attempt,
-        a: &Arrival,
+        a: &Arrived,
         op: Option<&'static str>,
         g: &GenAi,
         end: u64,
