@@ -146,6 +146,12 @@ impl Exporter {
         }
     }
 
+    /// What is queued now (tests of the request path).
+    #[cfg(test)]
+    pub(crate) fn queued(&mut self) -> Vec<SpanRecord> {
+        std::iter::from_fn(|| self.rx.try_recv().ok()).collect()
+    }
+
     /// One export request for `spans`.
     async fn send(&self, spans: Vec<SpanRecord>) {
         let n = spans.len() as u64;

@@ -272,3 +272,97 @@ fn unix_nanos() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::from_str;
+    use crate::env::Env;
+    use crate::metrics::trace::TraceMetrics;
+    use crate::trace::Exporter;
+
+    fn tracer() -> (Arc<Tracer>, Exporter) {
+        let c = from_str(
+            "[tracing]\notlp_endpoint = \"http://127.0.0.1:9\"\n",
+            &Env::default(),
+        )
+        .unwrap();
+        let m = TraceMetrics::new(&pingora_prometheus::prometheus::Registry::new()).unwrap();
+        let (t, e) = Tracer::new(c.tracing.as_ref().unwrap(), m);
+        (Arc::new(t), e)
+    }
+
+    fn arrival(m: &http::Method) -> Arrival<'_> {
+        Arrival {
+            method: m,
+            path: "/v1/chat/completions",
+            host: Some("gw.example"),
+            tls: true,
+        }
+    }
+
+    fn to() -> Upstream {
+        Upstream {
+            provider: Provider::OpenAi,
+            host: "api.openai.com".into(),
+            port: 443,
+            tls: true,
+        }
+    }
+
+    #[test]
+    fn attempts_are_children_of_the_server_span_and_the_parents_sent_upstream() {
+        let (t, mut e) = tracer();
+        let tp = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let mut r = RequestTrace::begin(&t, Some(tp), arrival(&http::Method::POST));
+        let first = context::parse(r.upstream(to()).as_bytes()).unwrap();
+        r.upstream_status(503);
+        let second = context::parse(r.upstream(to()).as_bytes()).unwrap();
+        r.upstream_status(200);
+        let g = GenAi {
+            request_model: Some("gpt-4o".into()),
+            output_tokens: Some(7),
+            ..GenAi::default()
+        };
+        r.finish(200, Some(Provider::OpenAi), &g);
+        let spans = e.queued();
+        assert_eq!(spans.len(), 3);
+        let (c1, c2, server) = (&spans[0], &spans[1], &spans[2]);
+        assert_eq!(server.kind, Kind::Server);
+        assert_eq!(server.parent, Some(*b"\xb7\xad\x6b\x71\x69\x20\x33\x31"));
+        assert!(server.parent_is_remote);
+        for (c, sent) in [(c1, first), (c2, second)] {
+            assert_eq!(c.kind, Kind::Client);
+            assert_eq!(c.parent, Some(server.context.span_id));
+            assert_eq!(c.context.span_id, sent.span_id);
+            assert_eq!(sent.trace_id, server.context.trace_id);
+            assert!(sent.sampled());
+            assert_eq!(c.name, "chat gpt-4o");
+        }
+        assert!(c1.error && !c2.error && !server.error);
+        assert_eq!(c1.end_unix_nano, c2.start_unix_nano);
+        let tokens = |s: &SpanRecord| {
+            s.attributes
+                .iter()
+                .any(|(k, v)| *k == "gen_ai.usage.output_tokens" && *v == span::Value::Int(7))
+        };
+        assert!(!tokens(c1) && tokens(c2) && tokens(server));
+    }
+
+    #[test]
+    fn an_unsampled_request_carries_ids_and_queues_nothing() {
+        let (t, mut e) = tracer();
+        let tp = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+        let mut r = RequestTrace::begin(&t, Some(tp), arrival(&http::Method::POST));
+        assert!(!r.sampled());
+        let sent = context::parse(r.upstream(to()).as_bytes()).unwrap();
+        assert!(!sent.sampled());
+        assert_eq!(
+            hex::encode(sent.trace_id),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        assert_ne!(hex::encode(sent.span_id), "b7ad6b7169203331");
+        r.finish(200, None, &GenAi::default());
+        assert!(e.queued().is_empty());
+    }
+}
