@@ -63,6 +63,7 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
         pingora_prometheus::prometheus::default_registry(),
     )?);
     let warm = Arc::new(Warm::new(config, metrics.clone(), Timing::system()));
+    let metrics_trace = metrics.trace.clone();
     let file_digest = runtime::digest_of(&launch.text);
     // The file's objects serve at once; the store's join when the reloader has loaded them
     // (until then the instance is not ready, and `/readyz` says why).
@@ -151,11 +152,26 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
     });
     let observe = crate::observe::Observer::new(&config.observe, warm.metrics.clone())
         .map_err(|e| BuildError::AccessLog(e.to_string()))?;
+    let tracer = config.tracing.as_ref().map(|t| {
+        let (tracer, exporter) = crate::trace::Tracer::new(t, metrics_trace.clone());
+        // The origin only: a path or query could carry a collector's token.
+        log::info!(
+            "tracing: OTLP/HTTP export to {} (sample_ratio {})",
+            t.endpoint.origin().ascii_serialization(),
+            t.sample_ratio
+        );
+        server.add_service(pingora::services::background::background_service(
+            "trace exporter",
+            crate::proxy::trace::TraceExport::new(exporter),
+        ));
+        Arc::new(tracer)
+    });
     let gateway = Gateway {
         runtime,
         observe: Arc::new(observe),
         warm,
         admin: control.clone().filter(|_| config.admin.on_proxy_listener),
+        tracer,
     };
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     let buffers = L4BufferSettings::new(config.listener.read_buffer, config.listener.write_buffer);

@@ -17,4 +17,5 @@ pub mod routing;
 pub mod runtime;
 pub mod secret;
 pub mod store;
+pub mod trace;
 pub mod vocab;

@@ -12,6 +12,7 @@ mod secret_use;
 pub mod secrets;
 pub mod stored;
 pub mod tls;
+pub mod tracing;
 mod upstreams;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -93,6 +94,8 @@ pub struct Config {
     pub admin: control::AdminSettings,
     /// `[access_log]` and `[usage]` (restart-only).
     pub observe: observe::ObserveSettings,
+    /// OpenTelemetry trace export; `None`: off.
+    pub tracing: Option<tracing::TracingSettings>,
 }
 
 /// Reads and validates a config file; `None` gives the defaults (a drop-in Portkey gateway).
@@ -290,6 +293,7 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
     let store = control::validate_store(&f.store, env)?;
     let admin = control::validate_admin(&f.admin)?;
     let observe = observe::validate_observe(&f.access_log, &f.usage)?;
+    let tracing = tracing::validate(f.tracing.as_ref(), env)?;
     let jwt = f
         .auth
         .jwt
@@ -333,6 +337,7 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
         store,
         admin,
         observe,
+        tracing,
     })
 }
 

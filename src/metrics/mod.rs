@@ -13,6 +13,7 @@ mod routes;
 pub mod secrets;
 pub mod strategy;
 pub mod tls;
+pub mod trace;
 pub mod usage;
 
 pub use routes::RouteCounters;
@@ -52,6 +53,7 @@ pub struct Metrics {
     pub freshness: freshness::FreshnessMetrics,
     pub strategy: strategy::StrategyMetrics,
     pub usage: usage::UsageMetrics,
+    pub trace: trace::TraceMetrics,
 }
 
 /// Label order follows `AuthMethod` (then "none") and `Outcome` (after "ok").
@@ -213,6 +215,7 @@ impl Metrics {
             jwks_refreshes,
             secrets: secrets::SecretMetrics::new(registry)?,
             reload: reload::ReloadMetrics::new(registry)?,
+            trace: trace::TraceMetrics::new(registry)?,
             control: control::ControlMetrics::new(registry)?,
             freshness: freshness::FreshnessMetrics::new(registry)?,
             strategy: strategy::StrategyMetrics::new(registry)?,

@@ -180,6 +180,17 @@ pub struct State {
     scanner: Option<Box<Scanner>>,
 }
 
+impl State {
+    /// The answer's token usage and model, as far as they were read (complete once
+    /// `Observer::finish` has run).
+    pub fn usage(&self) -> (Tokens, Option<&str>) {
+        match &self.scanner {
+            Some(s) => (s.tokens, s.model.as_deref()),
+            None => (Tokens::default(), None),
+        }
+    }
+}
+
 /// What the proxy knows of a request when it ends.
 pub struct Done<'a> {
     pub method: &'a str,

@@ -12,6 +12,7 @@ pub mod ingress;
 mod observe;
 mod prepare;
 mod respond;
+pub mod trace;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -46,6 +47,8 @@ pub struct Gateway {
     pub admin: Option<Arc<crate::control::ControlPlane>>,
     /// Request ids, the access log and usage metrics.
     pub observe: Arc<crate::observe::Observer>,
+    /// Span export, with `[tracing]`.
+    pub tracer: Option<Arc<crate::trace::Tracer>>,
 }
 
 /// Per-request state.
@@ -78,6 +81,8 @@ pub struct Ctx {
     admin: bool,
     /// Request id, timings and the usage scan (`observe.rs`).
     obs: crate::observe::State,
+    /// The request's trace, with `[tracing]`.
+    trace: Option<Box<crate::trace::RequestTrace>>,
     _in_flight: Option<InFlight>,
 }
 
@@ -275,6 +280,7 @@ impl ProxyHttp for Gateway {
             mark_config: false,
             admin: false,
             obs: Default::default(),
+            trace: None,
             _in_flight: None,
         }
     }
@@ -288,6 +294,7 @@ impl ProxyHttp for Gateway {
             }
         }
         self.observe_request(session, ctx);
+        ctx.trace = trace::begin(self.tracer.as_ref(), session);
         let m = &self.warm.metrics;
         m.in_flight.inc();
         ctx._in_flight = Some(InFlight(m.in_flight.clone()));
@@ -344,6 +351,7 @@ impl ProxyHttp for Gateway {
             req.remove_header(&http::header::TRANSFER_ENCODING);
             req.insert_header(http::header::CONTENT_LENGTH, send.len())?;
         }
+        trace::upstream(ctx, req)?;
         match &ctx.plan {
             Some(plan) => upstream::rewrite(
                 req,
@@ -363,6 +371,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         self.observe_answer(resp, ctx);
+        trace::status(ctx, resp.status.as_u16());
         self.on_upstream_status(session, resp.status.as_u16(), ctx)?;
         if ctx.strategy.is_some() {
             let outcome = attempts::status_outcome(resp);
@@ -519,6 +528,7 @@ impl ProxyHttp for Gateway {
             elapsed.as_secs_f64(),
         );
         self.observe_finished(session, ctx, status);
+        trace::finish(session, ctx, status);
     }
 
     fn request_summary(&self, session: &Session, _ctx: &Ctx) -> String {

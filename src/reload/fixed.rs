@@ -1,6 +1,6 @@
 //! What a reload cannot change: the command line's overrides (applied to every configuration
 //! read) and the settings only a restart changes (listeners, threads, the store, the identity
-//! endpoints the warm caches' token sources were made against).
+//! endpoints the warm caches' token sources were made against, the trace exporter).
 
 use std::time::Duration;
 
@@ -53,6 +53,8 @@ pub(super) struct Fixed {
     /// Where Entra, IMDS, App Service identity, STS and Secrets Manager are: every token source
     /// and secret fetcher was made against them.
     endpoints: Endpoints,
+    /// The trace exporter and its queue are made once.
+    tracing: Option<crate::config::tracing::TracingSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +99,7 @@ impl Fixed {
             store: c.store.clone(),
             observe: c.observe.clone(),
             endpoints: Endpoints::of(c),
+            tracing: c.tracing.clone(),
         }
     }
 
@@ -136,6 +139,7 @@ impl Fixed {
         );
         check("[usage]", self.observe.usage != new.observe.usage);
         check("[azure]/[aws] endpoints", self.endpoints != new.endpoints);
+        check("[tracing]", self.tracing != new.tracing);
         out
     }
 }
@@ -157,6 +161,12 @@ mod tests {
         b.keepalive_pool += 1;
         b.observe.access_log.sample = 0.5;
         b.observe.usage.models.push("gpt-4o".into());
+        b.tracing = config::from_str(
+            "[tracing]\notlp_endpoint = \"http://127.0.0.1:1\"\n",
+            &Env::default(),
+        )
+        .unwrap()
+        .tracing;
         assert_eq!(
             Fixed::of(&a).changed(&Fixed::of(&b)),
             [
@@ -167,7 +177,8 @@ mod tests {
                 "upstream.keepalive_pool_size",
                 "[admin]",
                 "[access_log]",
-                "[usage]"
+                "[usage]",
+                "[tracing]"
             ]
         );
         assert!(Fixed::of(&a).changed(&Fixed::of(&a)).is_empty());

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod observe;
 pub mod secrets;
 pub mod tls;
+pub mod tracing;
 
 use auth::{ApiKeySection, AuthSection, VirtualKeySection, WorkspaceSection};
 use secrets::{SecretMappingSection, SecretReferenceSection, SecretsSection};
@@ -81,6 +82,8 @@ pub struct FileConfig {
     pub access_log: observe::AccessLogSection,
     #[serde(default)]
     pub usage: observe::UsageSection,
+    /// OpenTelemetry trace export; absent: off.
+    pub tracing: Option<tracing::TracingSection>,
 }
 
 /// `[configs.<slug>]`: a stored Portkey routing config.
