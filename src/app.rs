@@ -18,6 +18,7 @@ use crate::env::Env;
 use crate::metrics::strategy::{CircuitCollector, CircuitSource};
 use crate::metrics::Metrics;
 use crate::proxy::admin_api::AdminApi;
+use crate::proxy::connections::Counted;
 use crate::proxy::health::HealthApp;
 use crate::proxy::Gateway;
 use crate::refresh::readiness::Readiness;
@@ -51,6 +52,7 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
     let metrics = Arc::new(Metrics::new(
         pingora_prometheus::prometheus::default_registry(),
     )?);
+    let limits_metrics = metrics.limits.clone();
     let warm = Arc::new(Warm::new(config, metrics.clone(), Timing::system()));
     let file_digest = runtime::digest_of(&launch.text);
     // The file's objects serve at once; the store's join when the reloader has loaded them
@@ -126,8 +128,12 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
         runtime,
         warm,
         admin: control.clone().filter(|_| config.admin.on_proxy_listener),
+        limits: config.limits,
     };
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
+    // The proxy app behind the client-connection cap and the header deadline.
+    let app = pingora::proxy::http_proxy(&server.configuration, gateway);
+    let app = Counted::new(app, &config.limits, &limits_metrics);
+    let mut proxy = Service::new("Pingora HTTP Proxy Service".to_owned(), app);
     let buffers = L4BufferSettings::new(config.listener.read_buffer, config.listener.write_buffer);
     proxy.add_listener(ListenerConfig::tcp(&config.listen).l4_buffer(buffers));
     let proxy = server.add_service(proxy);

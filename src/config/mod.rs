@@ -5,6 +5,7 @@ pub mod auth;
 pub mod control;
 mod identity;
 pub mod jwt;
+mod limits;
 mod listener;
 pub mod schema;
 mod secret_use;
@@ -21,6 +22,8 @@ use crate::routing::custom_host::TrustedHosts;
 use crate::secret::Secret;
 use crate::vocab::Provider;
 pub use identity::{ClientSecretConfig, Identity, TokenCredential, WorkloadDefaults};
+pub use limits::LimitSettings;
+use limits::validate_limits;
 use listener::validate_listener;
 pub use listener::{ListenerSettings, DEFAULT_READ_BUFFER, DEFAULT_WRITE_BUFFER};
 pub use schema::FileConfig;
@@ -68,6 +71,8 @@ pub struct Config {
     pub trusted_custom_hosts: TrustedHosts,
     pub ca_file: Option<String>,
     pub listener: ListenerSettings,
+    /// Deadlines and sizes of the proxy listener's client connections (`[limits]`).
+    pub limits: LimitSettings,
     /// Idle upstream connections kept per proxy thread (Pingora's keep-alive pool).
     pub keepalive_pool: usize,
     pub timeouts: Timeouts,
@@ -301,6 +306,7 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
         trusted_custom_hosts,
         ca_file: f.ca_file,
         listener: validate_listener(&f.listener)?,
+        limits: validate_limits(&f.limits)?,
         keepalive_pool: match f.upstream.keepalive_pool_size.unwrap_or(128) {
             n @ 1..=65_536 => n,
             _ => {

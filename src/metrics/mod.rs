@@ -8,6 +8,7 @@ use pingora_prometheus::prometheus::{
 
 pub mod control;
 pub mod freshness;
+pub mod limits;
 pub mod reload;
 mod routes;
 pub mod secrets;
@@ -49,6 +50,7 @@ pub struct Metrics {
     pub control: control::ControlMetrics,
     pub freshness: freshness::FreshnessMetrics,
     pub strategy: strategy::StrategyMetrics,
+    pub limits: limits::LimitMetrics,
 }
 
 /// Label order follows `AuthMethod` (then "none") and `Outcome` (after "ok").
@@ -213,6 +215,7 @@ impl Metrics {
             control: control::ControlMetrics::new(registry)?,
             freshness: freshness::FreshnessMetrics::new(registry)?,
             strategy: strategy::StrategyMetrics::new(registry)?,
+            limits: limits::LimitMetrics::new(registry)?,
         })
     }
 

@@ -7,7 +7,9 @@ pub mod admin_api;
 mod attempts;
 mod authorize;
 mod body;
+pub mod connections;
 pub mod health;
+mod limits;
 mod prepare;
 mod respond;
 mod upstream;
@@ -42,6 +44,8 @@ pub struct Gateway {
     pub warm: Arc<Warm>,
     /// The admin API, when `[admin] on_proxy_listener` serves it here too.
     pub admin: Option<Arc<crate::control::ControlPlane>>,
+    /// `[limits]`: checked first in `request_filter` (`limits.rs`).
+    pub limits: crate::config::LimitSettings,
 }
 
 /// Per-request state.
@@ -273,6 +277,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if limits::refused(session, &self.limits, &self.warm.metrics.limits).await {
+            return Ok(true);
+        }
         if let Some(control) = &self.admin {
             if crate::control::resource(session.req_header().uri.path()).is_some() {
                 ctx.admin = true;
@@ -472,7 +479,8 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        limits::finished(session, e, &self.warm.metrics.limits);
         if ctx.admin {
             return;
         }

@@ -43,6 +43,7 @@ pub(super) struct Fixed {
     grace_period: Duration,
     ca_file: Option<String>,
     listener: crate::config::ListenerSettings,
+    limits: crate::config::LimitSettings,
     keepalive_pool: usize,
     pub(super) watch_config: bool,
     admin: crate::config::control::AdminSettings,
@@ -86,6 +87,7 @@ impl Fixed {
             grace_period: c.grace_period,
             ca_file: c.ca_file.clone(),
             listener: c.listener,
+            limits: c.limits,
             keepalive_pool: c.keepalive_pool,
             watch_config: c.watch_config,
             admin: c.admin.clone(),
@@ -112,6 +114,7 @@ impl Fixed {
         );
         check("ca_file", self.ca_file != new.ca_file);
         check("[listener]", self.listener != new.listener);
+        check("[limits]", self.limits != new.limits);
         check(
             "upstream.keepalive_pool_size",
             self.keepalive_pool != new.keepalive_pool,
@@ -138,6 +141,7 @@ mod tests {
         b.grace_period = Duration::from_secs(1);
         b.admin.listen = "127.0.0.1:2".into();
         b.listener.write_buffer += 1;
+        b.limits.max_uri_bytes += 1;
         b.keepalive_pool += 1;
         assert_eq!(
             Fixed::of(&a).changed(&Fixed::of(&b)),
@@ -146,6 +150,7 @@ mod tests {
                 "threads",
                 "grace_period_seconds",
                 "[listener]",
+                "[limits]",
                 "upstream.keepalive_pool_size",
                 "[admin]"
             ]

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub mod auth;
+pub mod limits;
 pub mod secrets;
 
 use auth::{ApiKeySection, AuthSection, VirtualKeySection, WorkspaceSection};
@@ -37,6 +38,8 @@ pub struct FileConfig {
     pub ca_file: Option<String>,
     #[serde(default)]
     pub listener: ListenerSection,
+    #[serde(default)]
+    pub limits: limits::LimitsSection,
     #[serde(default)]
     pub upstream: UpstreamSection,
     #[serde(default)]
