@@ -31,7 +31,8 @@ pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// nginx's 8 KiB request-line buffer.
 pub const DEFAULT_MAX_URI_BYTES: usize = 8 * 1024;
-pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 10_000;
+/// Above the 10 000 streams of `loadtest/streams.sh`; each idle connection costs ~15 KB (README).
+pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 16_384;
 
 /// Pingora refuses (400) a header it has read more than 1 MiB of: the limit must be below.
 const MAX_HEADER_CEILING: usize = 1_048_575;
@@ -107,7 +108,7 @@ mod tests {
         assert_eq!(d.body_timeout, Duration::from_secs(30));
         assert_eq!(d.max_header_bytes, 65_536);
         assert_eq!(d.max_uri_bytes, 8_192);
-        assert_eq!(d.max_client_connections, 10_000);
+        assert_eq!(d.max_client_connections, 16_384);
     }
 
     #[test]

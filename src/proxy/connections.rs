@@ -1,45 +1,39 @@
 //! The proxy listener's client connections, between Pingora's accept loop and its HTTP proxy:
-//! the cap on how many are open at once (`keyway_client_connections`), and the total deadline
-//! for an HTTP/1 request header, which Pingora does not have (it bounds each read only, by its
-//! 60 s keep-alive timeout, so a header sent a byte at a time never ends).
+//! the cap on how many are open at once (`keyway_client_connections`), the wait between the
+//! requests of a kept-alive HTTP/1 connection, and the [`Guarded`] stream that carries the
+//! request-header deadline.
 //!
 //! Pingora 0.9.1 has no hook at accept time that sees a connection end (its `ConnectionFilter`
 //! is behind a cargo feature and answers only yes or no per address), so [`Counted`] wraps the
-//! proxy app itself: it is the `ServerApp` the listening service runs, holds a slot of the cap
-//! for the whole life of the connection (every request on it), and hands Pingora the client's
-//! stream wrapped in a [`Guarded`] stream. A connection over the cap is dropped before a byte of
-//! it is read: the client sees the connection closed.
+//! proxy app itself: it is the `ServerApp` the listening service runs and holds a slot of the
+//! cap for the whole life of the connection (every request on it). A connection over the cap is
+//! dropped before a byte of it is read: the client sees the connection closed.
 //!
-//! [`Guarded`] starts the header clock at the first byte of each request and, when it runs out
-//! before the proxy has parsed the header, fails the read Pingora is waiting on: Pingora closes
-//! the connection (no answer; it has no request to answer). The proxy's `request_filter` stops
-//! the clock ([`header_read`]) and its `logging` re-arms it for the next request on a kept-alive
-//! connection ([`request_done`]). HTTP/2 (ALPN or the h2c preface) is left alone: its streams
-//! share the connection and are bounded by Pingora's HTTP/2 settings.
+//! An HTTP/1 connection is served here request by request, as Pingora's own `ServerApp` does
+//! (same keep-alive defaults, same per-connection settings carried from one request to the
+//! next), with one difference: between two requests the connection waits for the next byte
+//! here, holding only the stream, and not inside the proxy's request future, which is allocated
+//! per request and sized for the whole proxy path. That is most of what an idle keep-alive
+//! connection cost (README, Limits). HTTP/2 (ALPN or h2c) goes to Pingora's loop unchanged.
 
-use std::future::Future;
-use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
-use pingora::protocols::tls::{SslDigest, TlsRef};
-use pingora::protocols::{
-    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, Ssl, SocketDigest, Stream,
-    TimingDigest, UniqueID, UniqueIDType, ALPN,
-};
-use pingora::proxy::Session;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use pingora_prometheus::prometheus::{IntCounter, IntGauge};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
 
+use super::guarded::Guarded;
 use crate::config::LimitSettings;
 use crate::metrics::limits::{Limit, LimitMetrics};
+
+/// Pingora's keep-alive timeout for a client connection between requests (its `ServerApp`
+/// sets 60 s on every new HTTP/1 connection).
+const KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// The proxy app `A` behind the connection cap and the header deadline.
 pub struct Counted<A> {
@@ -87,8 +81,53 @@ impl<A> Drop for Slot<'_, A> {
     }
 }
 
+impl<A: HttpServerApp + Send + Sync + 'static> Counted<A> {
+    /// Pingora's loop for what keyway does not serve itself: HTTP/2, h2c and custom protocols.
+    async fn delegate(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) {
+        let mut next = ServerApp::process_new(&self.inner, stream, shutdown).await;
+        while let Some(stream) = next {
+            next = ServerApp::process_new(&self.inner, stream, shutdown).await;
+        }
+    }
+
+    /// Every request of an HTTP/1 connection, waiting for each next one outside the proxy.
+    async fn serve_h1(self: &Arc<Self>, mut stream: Box<Guarded>, shutdown: &ShutdownWatch) {
+        let mut carried: Option<Option<HttpPersistentSettings>> = None;
+        loop {
+            let mut session = ServerSession::new_http1(stream);
+            match carried.take() {
+                // Pingora's defaults for a new connection.
+                None => {
+                    let keepalive = (!*shutdown.borrow()).then_some(KEEPALIVE.as_secs());
+                    session.set_keepalive(keepalive);
+                    let limit = self
+                        .inner
+                        .server_options()
+                        .and_then(|o| o.keepalive_request_limit);
+                    session.set_keepalive_reuses_remaining(limit);
+                }
+                Some(Some(settings)) => settings.apply_to_session(&mut session),
+                Some(None) => {}
+            }
+            let Some(reused) = self.inner.process_new_http(session, shutdown).await else {
+                return;
+            };
+            let (next, settings) = reused.consume();
+            stream = match next.into_any().downcast::<Guarded>() {
+                Ok(g) => g,
+                // Not the stream handed in (no Pingora path does this): no more requests.
+                Err(_) => return,
+            };
+            if !stream.next_request(KEEPALIVE, shutdown.clone()).await {
+                return;
+            }
+            carried = Some(settings);
+        }
+    }
+}
+
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for Counted<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Counted<A> {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
@@ -99,233 +138,24 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Counted<A> {
             // Dropping the stream closes the connection; nothing of it was read.
             return None;
         };
-        let guarded: Stream = Box::new(Guarded::new(
+        let guarded = Box::new(Guarded::new(
             stream,
             self.header_timeout,
             self.header_deadline.clone(),
         ));
-        // The HTTP app serves every request of the connection before it returns; a stream it
-        // hands back is served again here, so the slot covers the connection's whole life.
-        let mut next = self.inner.process_new(guarded, shutdown).await;
-        while let Some(stream) = next {
-            next = self.inner.process_new(stream, shutdown).await;
+        let pingora_serves = guarded.is_h2()
+            || self
+                .inner
+                .server_options()
+                .is_some_and(|o| o.h2c || o.force_custom);
+        match pingora_serves {
+            true => self.delegate(guarded, shutdown).await,
+            false => self.serve_h1(guarded, shutdown).await,
         }
         None
     }
 
     async fn cleanup(&self) {
-        self.inner.cleanup().await
-    }
-}
-
-/// A client stream with the header deadline. Pingora owns it; the proxy's hooks reach it
-/// through the session's stream.
-#[derive(Debug)]
-pub struct Guarded {
-    inner: Stream,
-    timeout: Duration,
-    expired: IntCounter,
-    /// HTTP/2: no header deadline.
-    h2: bool,
-    /// Set by the proxy while no request header is being awaited (between `request_filter`
-    /// and `logging`).
-    past_header: AtomicBool,
-    /// Headers the proxy has parsed on this connection: a running clock belongs to the request
-    /// whose number it was started under.
-    headers: AtomicU32,
-    clock: Option<(Pin<Box<Sleep>>, u32)>,
-    first_read: bool,
-}
-
-const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2";
-
-impl Guarded {
-    fn new(inner: Stream, timeout: Duration, expired: IntCounter) -> Guarded {
-        let h2 = matches!(inner.selected_alpn_proto(), Some(ALPN::H2));
-        Guarded {
-            inner,
-            timeout,
-            expired,
-            h2,
-            past_header: AtomicBool::new(false),
-            headers: AtomicU32::new(0),
-            clock: None,
-            first_read: true,
-        }
-    }
-
-    /// The clock is for the header being read now.
-    fn clock_is_current(&self) -> bool {
-        !self.past_header.load(Ordering::Acquire)
-            && self
-                .clock
-                .as_ref()
-                .is_some_and(|(_, n)| *n == self.headers.load(Ordering::Acquire))
-    }
-
-    /// After bytes came in: starts the clock at the first byte of a header.
-    fn after_read(&mut self, got: &[u8]) {
-        if got.is_empty() || self.h2 {
-            return;
-        }
-        if std::mem::take(&mut self.first_read) && got.starts_with(H2_PREFACE_START) {
-            self.h2 = true;
-            return;
-        }
-        if self.clock.is_none() && !self.past_header.load(Ordering::Acquire) {
-            let n = self.headers.load(Ordering::Acquire);
-            self.clock = Some((Box::pin(tokio::time::sleep(self.timeout)), n));
-        }
-    }
-}
-
-/// The request's header has been parsed: its clock stops.
-pub(super) fn header_read(session: &Session) {
-    if let Some(g) = guarded(session) {
-        g.headers.fetch_add(1, Ordering::AcqRel);
-        g.past_header.store(true, Ordering::Release);
-    }
-}
-
-/// The request is over: the next byte on the connection starts the next header's clock.
-pub(super) fn request_done(session: &Session) {
-    if let Some(g) = guarded(session) {
-        g.past_header.store(false, Ordering::Release);
-    }
-}
-
-fn guarded(session: &Session) -> Option<&Guarded> {
-    session
-        .as_downstream()
-        .stream()?
-        .as_any()
-        .downcast_ref::<Guarded>()
-}
-
-impl AsyncRead for Guarded {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if this.clock_is_current() {
-            if let Some((sleep, _)) = this.clock.as_mut() {
-                if sleep.as_mut().poll(cx).is_ready() {
-                    this.clock = None;
-                    this.expired.inc();
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "request header deadline (limits.header_timeout_ms)",
-                    )));
-                }
-            }
-        } else {
-            this.clock = None;
-        }
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            this.after_read(&buf.filled()[before..]);
-        }
-        polled
-    }
-}
-
-impl AsyncWrite for Guarded {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
-#[async_trait]
-impl Shutdown for Guarded {
-    async fn shutdown(&mut self) {
-        self.inner.shutdown().await
-    }
-}
-
-impl UniqueID for Guarded {
-    fn id(&self) -> UniqueIDType {
-        self.inner.id()
-    }
-}
-
-impl Ssl for Guarded {
-    fn get_ssl(&self) -> Option<&TlsRef> {
-        self.inner.get_ssl()
-    }
-
-    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
-        self.inner.get_ssl_digest()
-    }
-
-    fn selected_alpn_proto(&self) -> Option<ALPN> {
-        self.inner.selected_alpn_proto()
-    }
-}
-
-impl GetTimingDigest for Guarded {
-    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        self.inner.get_timing_digest()
-    }
-
-    fn get_read_pending_time(&self) -> Duration {
-        self.inner.get_read_pending_time()
-    }
-
-    fn get_write_pending_time(&self) -> Duration {
-        self.inner.get_write_pending_time()
-    }
-}
-
-impl GetProxyDigest for Guarded {
-    fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
-        self.inner.get_proxy_digest()
-    }
-
-    fn set_proxy_digest(&mut self, digest: pingora::protocols::raw_connect::ProxyDigest) {
-        self.inner.set_proxy_digest(digest)
-    }
-}
-
-impl GetSocketDigest for Guarded {
-    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.inner.get_socket_digest()
-    }
-
-    fn set_socket_digest(&mut self, digest: SocketDigest) {
-        self.inner.set_socket_digest(digest)
-    }
-}
-
-#[async_trait]
-impl Peek for Guarded {
-    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
+        self.inner.http_cleanup().await
     }
 }

@@ -2,13 +2,13 @@
 //! or anything is sent upstream): the header deadline stops, the request target and header
 //! sizes are checked (414, 431) and the body-progress deadline is set on the client session.
 //! At the end of each request (`logging`) a body that stalled is counted and the header deadline
-//! is re-armed for the connection's next request. The connection-level half (the cap, the
-//! header clock) is `connections.rs`.
+//! is re-armed for the connection's next request. The connection-level half is `connections.rs`
+//! (the cap) and `guarded.rs` (the header clock).
 
 use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType};
 
-use super::{connections, respond};
+use super::{guarded, respond};
 use crate::config::LimitSettings;
 use crate::error::{ErrorResponse, GatewayError};
 use crate::metrics::limits::{Limit, LimitMetrics};
@@ -20,7 +20,7 @@ pub(super) async fn refused(
     limits: &LimitSettings,
     metrics: &LimitMetrics,
 ) -> bool {
-    connections::header_read(session);
+    guarded::header_read(session);
     // Pingora's own per-read timeout (60 s) would otherwise bound a stalled body.
     session.set_read_timeout(Some(limits.body_timeout));
     let refusal = match check(session, limits) {
@@ -65,7 +65,7 @@ pub(super) fn finished(session: &Session, e: Option<&Error>, metrics: &LimitMetr
     if e.is_some_and(body_stalled) {
         metrics.rejected(Limit::BodyDeadline);
     }
-    connections::request_done(session);
+    guarded::request_done(session);
 }
 
 /// Counts a body kept before routing (`body.rs`) that stalled: its 408.
@@ -75,9 +75,10 @@ pub(super) fn count_stall(resp: &ErrorResponse, metrics: &LimitMetrics) {
     }
 }
 
-/// A read of the client's body that ran out of `body_timeout_ms`.
+/// A read of the client's body that ran out of `body_timeout_ms` (the proxy marks it as the
+/// client's; read in `request_filter`, it carries no source).
 pub(super) fn body_stalled(e: &Error) -> bool {
-    *e.etype() == ErrorType::ReadTimedout && *e.esource() == ErrorSource::Downstream
+    *e.etype() == ErrorType::ReadTimedout && *e.esource() != ErrorSource::Upstream
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod attempts;
 mod authorize;
 mod body;
 pub mod connections;
+mod guarded;
 pub mod health;
 mod limits;
 mod prepare;

@@ -17,6 +17,6 @@ pub struct LimitsSection {
     /// Request target (path and query) as sent; longer is refused with 414. Default 8192.
     pub max_uri_bytes: Option<usize>,
     /// Client connections open at once on the proxy listener; more are closed as they are
-    /// accepted. Default 10000.
+    /// accepted. Default 16384.
     pub max_client_connections: Option<usize>,
 }
