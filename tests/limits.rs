@@ -119,8 +119,10 @@ async fn slowloris(mut s: TcpStream, prefix: &[u8]) -> Duration {
 }
 
 async fn rejections(kw: &Keyway, limit: &str) -> f64 {
-    kw.metric(&format!("keyway_limit_rejections_total{{limit=\"{limit}\"}}"))
-        .await
+    kw.metric(&format!(
+        "keyway_limit_rejections_total{{limit=\"{limit}\"}}"
+    ))
+    .await
 }
 
 /// Waits (at most 10 s) until `keyway_client_connections` is `want`.
@@ -131,7 +133,10 @@ async fn connections_become(kw: &Keyway, want: f64) {
         if v == want {
             return;
         }
-        assert!(Instant::now() < deadline, "client connections {v}, want {want}");
+        assert!(
+            Instant::now() < deadline,
+            "client connections {v}, want {want}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -155,7 +160,11 @@ async fn a_header_sent_byte_by_byte_is_cut_at_its_deadline() {
         assert!(took >= Duration::from_secs(2), "cut after {took:?}");
     }
     assert_eq!(rejections(&kw, "header_deadline").await, 5.0);
-    assert_eq!(up.requests().len(), 1, "only the normal request went upstream");
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "only the normal request went upstream"
+    );
 
     // A kept-alive connection: idle longer than the deadline between requests (idle time is
     // the keep-alive timeout's), and its second request's slow header is cut all the same.
@@ -192,7 +201,10 @@ async fn a_stalled_body_gets_408_and_a_slow_one_that_keeps_coming_passes() {
     assert_eq!(a.status, 408, "{}", a.json);
     assert_eq!(a.json["error"]["code"], "request_timeout");
     assert_eq!(rejections(&kw, "body_deadline").await, 1.0);
-    assert!(up.requests().is_empty(), "the stalled body reached the upstream");
+    assert!(
+        up.requests().is_empty(),
+        "the stalled body reached the upstream"
+    );
 
     // Streamed to the upstream as it comes (the upstream holds what came): the stall ends the
     // request with 408 and the upstream connection is cut.
@@ -215,7 +227,11 @@ async fn a_stalled_body_gets_408_and_a_slow_one_that_keeps_coming_passes() {
         s.write_all(&[b]).await.unwrap();
     }
     assert_eq!(read_answer(&mut s).await.status, 200);
-    let whole = up.requests().iter().filter(|r| r.body == body.as_bytes()).count();
+    let whole = up
+        .requests()
+        .iter()
+        .filter(|r| r.body == body.as_bytes())
+        .count();
     assert_eq!(whole, 1, "the slow body reached the upstream whole");
     assert_eq!(rejections(&kw, "body_deadline").await, 2.0);
 }

@@ -122,7 +122,10 @@ mod tests {
                 "max_header_bytes = 4096\nmax_uri_bytes = 8192",
                 "limits.max_uri_bytes",
             ),
-            ("max_client_connections = 0", "limits.max_client_connections"),
+            (
+                "max_client_connections = 0",
+                "limits.max_client_connections",
+            ),
         ];
         for (text, path) in cases {
             match parse(text) {

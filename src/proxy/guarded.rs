@@ -76,7 +76,11 @@ impl Guarded {
 
     /// Waits, at most `idle`, for the first byte of the next request; `false` when the client
     /// closed, the wait ran out or the server is shutting down (the connection is then closed).
-    pub(super) async fn next_request(&mut self, idle: Duration, mut shutdown: ShutdownWatch) -> bool {
+    pub(super) async fn next_request(
+        &mut self,
+        idle: Duration,
+        mut shutdown: ShutdownWatch,
+    ) -> bool {
         if *shutdown.borrow() {
             return false;
         }
