@@ -161,7 +161,7 @@ pub struct TokensSection {
 pub struct ListenerSection {
     /// Read buffer in front of each client connection's socket; 0: none. Default 0.
     pub read_buffer_bytes: Option<usize>,
-    /// Write buffer in front of each client connection's socket; 0: none. Default 16384.
+    /// Write buffer in front of each client connection's socket; 0: none. Default 8192.
     pub write_buffer_bytes: Option<usize>,
 }
 
