@@ -3,8 +3,9 @@
 chat-completion request on each (reading its whole answer), holds them all idle, and reports
 keyway's VmRSS (from /proc/PID/status) before, while held and after they are closed.
 
-Usage: idle_conns.py PORT KEYWAY_PID N HOLD_S SETTLE_S
-Prints one JSON object on stdout."""
+Usage: idle_conns.py PORT KEYWAY_PID N HOLD_S SETTLE_S [REQUESTS]
+REQUESTS (default 1): requests per connection before it is held; 0 holds connections that never
+sent a byte (what a connect-and-hold client costs). Prints one JSON object on stdout."""
 
 import json
 import socket
@@ -53,12 +54,13 @@ def one_request(sock):
 
 def main():
     port, pid, n, hold_s, settle_s = (int(a) for a in sys.argv[1:6])
+    requests = int(sys.argv[6]) if len(sys.argv) > 6 else 1
     before = rss_kib(pid)
     socks, failed = [], 0
     for _ in range(n):
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
         try:
-            if one_request(s) == 200:
+            if all(one_request(s) == 200 for _ in range(requests)):
                 socks.append(s)
                 continue
         except (OSError, RuntimeError):
@@ -78,6 +80,7 @@ def main():
         "connections": len(socks),
         "failed": failed,
         "rss_kib_before": before,
+        "requests_per_connection": requests,
         "rss_kib_held": held,
         "rss_kib_after_close": after,
         "bytes_per_connection": round(per_conn),

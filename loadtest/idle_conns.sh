@@ -5,7 +5,8 @@
 # connection. keyway runs with the default [listener] and [limits] (plus EXTRA_TOML).
 #
 # Usage: loadtest/idle_conns.sh        (needs nginx, python3, curl)
-# Env:   N=10000 HOLD_S=2 SETTLE_S=5 KEYWAY_BIN (default $CARGO_TARGET_DIR/release/keyway)
+# Env:   N=10000 HOLD_S=2 SETTLE_S=5 REQUESTS=1 (0: connections that never send a byte)
+#        KEYWAY_BIN (default $CARGO_TARGET_DIR/release/keyway)
 #        EXTRA_TOML='[listener]\nread_buffer_bytes = 65536' for an A/B, NGINX_BIN=nginx
 #        KEEP_WORK=1 keeps the run's directory.
 # keyway and the client are separate processes, each needing N descriptors: the open-file
@@ -22,11 +23,13 @@ USED_PORTS=" "
 N=${N:-10000}
 HOLD_S=${HOLD_S:-2}
 SETTLE_S=${SETTLE_S:-5}
+REQUESTS=${REQUESTS:-1}
 NGINX_BIN=${NGINX_BIN:-nginx}
 KEYWAY_BIN=${KEYWAY_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/keyway/target}/release/keyway}
 require_uint N 1
 require_uint HOLD_S 0
 require_uint SETTLE_S 0
+require_uint REQUESTS 0
 [[ -x $KEYWAY_BIN ]] || die "KEYWAY_BIN=$KEYWAY_BIN is not an executable"
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -95,7 +98,7 @@ track "$KEYWAY_PID" KILL
 wait_http "http://127.0.0.1:$METRICS_PORT/readyz" keyway "$KEYWAY_PID"
 
 log "holding $N idle keep-alive connections to keyway (pid $KEYWAY_PID)"
-RESULT=$(python3 "$HERE/idle_conns.py" "$LISTEN_PORT" "$KEYWAY_PID" "$N" "$HOLD_S" "$SETTLE_S") ||
+RESULT=$(python3 "$HERE/idle_conns.py" "$LISTEN_PORT" "$KEYWAY_PID" "$N" "$HOLD_S" "$SETTLE_S" "$REQUESTS") ||
     { show_log "$WORK/keyway.log"; die "the client failed"; }
 GAUGE=$(curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk '$1 == "keyway_client_connections" { print $2 }')
 log "keyway_client_connections after close: ${GAUGE:-?}"

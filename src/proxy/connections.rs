@@ -11,9 +11,9 @@
 //!
 //! An HTTP/1 connection is served here request by request, as Pingora's own `ServerApp` does
 //! (same keep-alive defaults, same per-connection settings carried from one request to the
-//! next), with one difference: between two requests the connection waits for the next byte
-//! here, holding only the stream, and not inside the proxy's request future, which is allocated
-//! per request and sized for the whole proxy path. That is most of what an idle keep-alive
+//! next), with one difference: before each request (the first too) the connection waits for
+//! its first byte here, holding only the stream, and not inside the proxy's request future,
+//! which is allocated per request and sized for the whole proxy path. That is most of what an idle keep-alive
 //! connection cost (README, Limits). HTTP/2 (ALPN or h2c) goes to Pingora's loop unchanged.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -94,6 +94,12 @@ impl<A: HttpServerApp + Send + Sync + 'static> Counted<A> {
     async fn serve_h1(self: &Arc<Self>, mut stream: Box<Guarded>, shutdown: &ShutdownWatch) {
         let mut carried: Option<Option<HttpPersistentSettings>> = None;
         loop {
+            // A connection accepted before a shutdown began still gets its first request
+            // served, as in Pingora; an idle kept-alive one is closed.
+            let watch = carried.is_some().then(|| shutdown.clone());
+            if !stream.next_request(KEEPALIVE, watch).await {
+                return;
+            }
             let mut session = ServerSession::new_http1(stream);
             match carried.take() {
                 // Pingora's defaults for a new connection.
@@ -118,9 +124,6 @@ impl<A: HttpServerApp + Send + Sync + 'static> Counted<A> {
                 // Not the stream handed in (no Pingora path does this): no more requests.
                 Err(_) => return,
             };
-            if !stream.next_request(KEEPALIVE, shutdown.clone()).await {
-                return;
-            }
             carried = Some(settings);
         }
     }

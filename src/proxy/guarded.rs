@@ -75,15 +75,22 @@ impl Guarded {
     }
 
     /// Waits, at most `idle`, for the first byte of the next request; `false` when the client
-    /// closed, the wait ran out or the server is shutting down (the connection is then closed).
+    /// closed, the wait ran out or (with a `shutdown` watch) the server is shutting down: the
+    /// connection is then closed.
     pub(super) async fn next_request(
         &mut self,
         idle: Duration,
-        mut shutdown: ShutdownWatch,
+        shutdown: Option<ShutdownWatch>,
     ) -> bool {
-        if *shutdown.borrow() {
-            return false;
-        }
+        let stopping = async move {
+            match shutdown {
+                Some(mut s) if !*s.borrow() => {
+                    let _ = s.changed().await;
+                }
+                Some(_) => {}
+                None => std::future::pending().await,
+            }
+        };
         let mut byte = [0u8; 1];
         tokio::select! {
             read = tokio::time::timeout(idle, self.inner.read(&mut byte)) => match read {
@@ -93,7 +100,7 @@ impl Guarded {
                 }
                 _ => false,
             },
-            _ = shutdown.changed() => false,
+            _ = stopping => false,
         }
     }
 
