@@ -104,6 +104,15 @@ impl Guarded {
         }
     }
 
+    fn header_read(&self) {
+        self.headers.fetch_add(1, Ordering::AcqRel);
+        self.past_header.store(true, Ordering::Release);
+    }
+
+    fn request_done(&self) {
+        self.past_header.store(false, Ordering::Release);
+    }
+
     /// The clock is for the header being read now.
     fn clock_is_current(&self) -> bool {
         !self.past_header.load(Ordering::Acquire)
@@ -132,15 +141,14 @@ impl Guarded {
 /// The request's header has been parsed: its clock stops.
 pub(super) fn header_read(session: &Session) {
     if let Some(g) = guarded(session) {
-        g.headers.fetch_add(1, Ordering::AcqRel);
-        g.past_header.store(true, Ordering::Release);
+        g.header_read();
     }
 }
 
 /// The request is over: the next byte on the connection starts the next header's clock.
 pub(super) fn request_done(session: &Session) {
     if let Some(g) = guarded(session) {
-        g.past_header.store(false, Ordering::Release);
+        g.request_done();
     }
 }
 
@@ -285,5 +293,86 @@ impl GetSocketDigest for Guarded {
 impl Peek for Guarded {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncWriteExt, DuplexStream};
+
+    const DEADLINE: Duration = Duration::from_millis(50);
+
+    fn pair() -> (Guarded, DuplexStream, IntCounter) {
+        let (ours, theirs) = tokio::io::duplex(1024);
+        let expired = IntCounter::new("t", "t").unwrap();
+        (
+            Guarded::new(Box::new(ours), DEADLINE, expired.clone()),
+            theirs,
+            expired,
+        )
+    }
+
+    /// Reads what is there, or the error; at most 10 s.
+    async fn read(g: &mut Guarded) -> io::Result<Vec<u8>> {
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(10), g.read(&mut buf))
+            .await
+            .expect("neither bytes nor an error within 10 s")?;
+        Ok(buf[..n].to_vec())
+    }
+
+    #[tokio::test]
+    async fn the_clock_starts_at_the_first_byte_and_cuts_an_unfinished_header() {
+        let (mut g, mut client, expired) = pair();
+        // Idle before the first byte: no clock.
+        tokio::time::sleep(DEADLINE * 3).await;
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        assert_eq!(read(&mut g).await.unwrap(), b"GET / HTTP/1.1\r\n");
+        let e = read(&mut g).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(expired.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_parsed_header_stops_the_clock_and_the_next_request_restarts_it() {
+        let (mut g, mut client, expired) = pair();
+        client.write_all(b"POST / HTTP/1.1\r\n\r\n").await.unwrap();
+        read(&mut g).await.unwrap();
+        g.header_read();
+        // The body phase: silence past the header deadline is not cut.
+        tokio::time::sleep(DEADLINE * 3).await;
+        client.write_all(b"body").await.unwrap();
+        assert_eq!(read(&mut g).await.unwrap(), b"body");
+        g.request_done();
+        // The next request: its first byte (stashed while waiting) starts a new clock.
+        client.write_all(b"G").await.unwrap();
+        assert!(g.next_request(Duration::from_secs(10), None).await);
+        assert_eq!(read(&mut g).await.unwrap(), b"G");
+        let e = read(&mut g).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(expired.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_request_ends_on_close_and_on_shutdown() {
+        let (mut g, client, _) = pair();
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tx.send(true).unwrap();
+        assert!(!g.next_request(Duration::from_secs(10), Some(rx)).await);
+        drop(client);
+        assert!(!g.next_request(Duration::from_secs(10), None).await);
+    }
+
+    #[tokio::test]
+    async fn http2_is_left_alone() {
+        let (mut g, mut client, expired) = pair();
+        client.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+        read(&mut g).await.unwrap();
+        let mut buf = [0u8; 8];
+        let silent = tokio::time::timeout(DEADLINE * 3, g.read(&mut buf)).await;
+        assert!(silent.is_err(), "an h2 connection got a header deadline");
+        assert!(g.is_h2());
+        assert_eq!(expired.get(), 0);
     }
 }
