@@ -91,6 +91,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> Counted<A> {
     }
 
     /// Every request of an HTTP/1 connection, waiting for each next one outside the proxy.
+    /// The wait reads the socket, so it relies on nothing of the next request being held by
+    /// Pingora already: true while keyway leaves Pingora's HTTP/1 pipelining off (a request
+    /// with bytes read past its end is then not reused at all).
     async fn serve_h1(self: &Arc<Self>, mut stream: Box<Guarded>, shutdown: &ShutdownWatch) {
         let mut carried: Option<Option<HttpPersistentSettings>> = None;
         loop {
