@@ -20,6 +20,7 @@ use crate::metrics::strategy::{CircuitCollector, CircuitSource};
 use crate::metrics::tls::TlsMetrics;
 use crate::metrics::Metrics;
 use crate::proxy::admin_api::AdminApi;
+use crate::proxy::connections::Counted;
 use crate::proxy::health::HealthApp;
 use crate::proxy::ingress::{drain, tls, watch::CertWatch};
 use crate::proxy::Gateway;
@@ -62,6 +63,7 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
     let metrics = Arc::new(Metrics::new(
         pingora_prometheus::prometheus::default_registry(),
     )?);
+    let limits_metrics = metrics.limits.clone();
     let warm = Arc::new(Warm::new(config, metrics.clone(), Timing::system()));
     let metrics_trace = metrics.trace.clone();
     let file_digest = runtime::digest_of(&launch.text);
@@ -172,8 +174,13 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
         warm,
         admin: control.clone().filter(|_| config.admin.on_proxy_listener),
         tracer,
+        limits: config.limits,
     };
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
+    // The proxy app behind the client-connection cap and the header deadline.
+    let mut app = pingora::proxy::http_proxy(&server.configuration, gateway);
+    http2_options(&mut app, config.listener.h2);
+    let app = Counted::new(app, &config.limits, &limits_metrics);
+    let mut proxy = Service::new("Pingora HTTP Proxy Service".to_owned(), app);
     let buffers = L4BufferSettings::new(config.listener.read_buffer, config.listener.write_buffer);
     proxy.add_listener(ListenerConfig::tcp(&config.listen).l4_buffer(buffers));
     if let Some((t, settings, served)) = tls {
@@ -190,7 +197,6 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
             },
         ));
     }
-    http2_options(&mut proxy, config.listener.h2);
     let proxy = server.add_service(proxy);
     proxy.add_dependency(&refresher);
 
@@ -214,10 +220,7 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
 
 /// HTTP/2 from clients: h2c on the clear listener when asked, and explicit limits for every
 /// HTTP/2 connection (custom options would otherwise lose Pingora's bounded defaults).
-fn http2_options<S>(proxy: &mut Service<pingora::proxy::HttpProxy<S>>, h2: H2Settings) {
-    let Some(app) = proxy.app_logic_mut() else {
-        return;
-    };
+fn http2_options<S>(app: &mut pingora::proxy::HttpProxy<S>, h2: H2Settings) {
     let mut options = HttpServerOptions::default();
     options.h2c = h2.h2c;
     options.h2_idle_timeout = h2.idle_timeout;

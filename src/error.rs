@@ -90,6 +90,13 @@ pub enum GatewayError {
     UnresolvableHost(Arc<str>),
     #[error("the request body could not be read")]
     BodyUnreadable,
+    /// The body stalled for `[limits] body_timeout_ms`.
+    #[error("the request body stalled: no byte within limits.body_timeout_ms")]
+    BodyTimedOut,
+    #[error("the request target is over {0} bytes (limits.max_uri_bytes)")]
+    UriTooLong(usize),
+    #[error("the request line and header fields are over {0} bytes (limits.max_header_bytes)")]
+    HeaderTooLarge(usize),
     #[error(
         "the request body is too large to be kept for this request (its model allow-list, conditional routing or override_params): over upstream.replay_body_limit_bytes, or a chunked body over 64 KiB (send Content-Length)"
     )]
@@ -127,6 +134,18 @@ impl From<&GatewayError> for ErrorResponse {
             UnresolvableHost(_) => ErrorResponse::portkey(502, message),
             BodyUnreadable | BodyWithoutModel | BodyNotJson => ErrorResponse::portkey(400, message),
             BodyTooLarge => ErrorResponse::portkey(413, message),
+            BodyTimedOut => {
+                ErrorResponse::openai(408, message, "invalid_request_error", "request_timeout")
+            }
+            UriTooLong(_) => {
+                ErrorResponse::openai(414, message, "invalid_request_error", "uri_too_long")
+            }
+            HeaderTooLarge(_) => ErrorResponse::openai(
+                431,
+                message,
+                "invalid_request_error",
+                "request_header_fields_too_large",
+            ),
             SecretNotHeaderSafe(_) | Secret(_) => {
                 ErrorResponse::openai(503, message, "secret_unavailable", "secret_unavailable")
             }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod control;
 mod identity;
 pub mod jwt;
+mod limits;
 mod listener;
 pub mod observe;
 pub mod schema;
@@ -24,6 +25,8 @@ use crate::routing::custom_host::TrustedHosts;
 use crate::secret::Secret;
 use crate::vocab::Provider;
 pub use identity::{ClientSecretConfig, Identity, TokenCredential, WorkloadDefaults};
+use limits::validate_limits;
+pub use limits::LimitSettings;
 use listener::{validate_listener, validate_upgrade_socket};
 pub use listener::{H2Settings, ListenerSettings, DEFAULT_READ_BUFFER, DEFAULT_WRITE_BUFFER};
 pub use schema::FileConfig;
@@ -75,6 +78,8 @@ pub struct Config {
     pub tls: Option<tls::TlsSettings>,
     /// Where listeners are handed over during an upgrade (`keyway --upgrade`).
     pub upgrade_socket: String,
+    /// Deadlines and sizes of the proxy listener's client connections (`[limits]`).
+    pub limits: LimitSettings,
     /// Idle upstream connections kept per proxy thread (Pingora's keep-alive pool).
     pub keepalive_pool: usize,
     pub timeouts: Timeouts,
@@ -316,6 +321,7 @@ fn validate(f: FileConfig, env: &Env) -> Result<Config, ConfigError> {
         listener: validate_listener(&f.listener)?,
         tls: tls::validate_tls(&f.tls)?,
         upgrade_socket: validate_upgrade_socket(&f.listener)?,
+        limits: validate_limits(&f.limits)?,
         keepalive_pool: match f.upstream.keepalive_pool_size.unwrap_or(128) {
             n @ 1..=65_536 => n,
             _ => {

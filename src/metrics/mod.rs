@@ -8,6 +8,7 @@ use pingora_prometheus::prometheus::{
 
 pub mod control;
 pub mod freshness;
+pub mod limits;
 pub mod reload;
 mod routes;
 pub mod secrets;
@@ -54,6 +55,7 @@ pub struct Metrics {
     pub strategy: strategy::StrategyMetrics,
     pub usage: usage::UsageMetrics,
     pub trace: trace::TraceMetrics,
+    pub limits: limits::LimitMetrics,
 }
 
 /// Label order follows `AuthMethod` (then "none") and `Outcome` (after "ok").
@@ -220,6 +222,7 @@ impl Metrics {
             freshness: freshness::FreshnessMetrics::new(registry)?,
             strategy: strategy::StrategyMetrics::new(registry)?,
             usage: usage::UsageMetrics::new(registry)?,
+            limits: limits::LimitMetrics::new(registry)?,
         })
     }
 

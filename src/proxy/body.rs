@@ -67,6 +67,9 @@ pub(super) async fn keep(
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => break,
+            Err(e) if super::limits::body_stalled(&e) => {
+                return Err(fail(GatewayError::BodyTimedOut))
+            }
             Err(_) => return Err(fail(GatewayError::BodyUnreadable)),
         }
         if session.as_ref().retry_buffer_truncated() {

@@ -7,8 +7,11 @@ pub mod admin_api;
 mod attempts;
 mod authorize;
 mod body;
+pub mod connections;
+mod guarded;
 pub mod health;
 pub mod ingress;
+mod limits;
 mod observe;
 mod prepare;
 mod respond;
@@ -49,6 +52,8 @@ pub struct Gateway {
     pub observe: Arc<crate::observe::Observer>,
     /// Span export, with `[tracing]`.
     pub tracer: Option<Arc<crate::trace::Tracer>>,
+    /// `[limits]`: checked first in `request_filter` (`limits.rs`).
+    pub limits: crate::config::LimitSettings,
 }
 
 /// Per-request state.
@@ -286,6 +291,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if limits::refused(session, &self.limits, &self.warm.metrics.limits).await {
+            return Ok(true);
+        }
         if let Some(control) = &self.admin {
             if crate::control::resource(session.req_header().uri.path()).is_some() {
                 ctx.admin = true;
@@ -512,7 +520,8 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        limits::finished(session, e, &self.warm.metrics.limits);
         if ctx.admin {
             return;
         }

@@ -174,7 +174,9 @@ impl Gateway {
                 true => rt.timeouts.replay_limit.max(BODY_CHECK_LIMIT),
                 false => rt.timeouts.replay_limit,
             };
-            ctx.body = body::keep(session, limit, must).await?;
+            ctx.body = body::keep(session, limit, must)
+                .await
+                .inspect_err(|r| super::limits::count_stall(r, &m.limits))?;
         }
         // A body over the limit goes to the first target only, even when it would fit Pingora's
         // retry buffer.

@@ -45,6 +45,7 @@ pub(super) struct Fixed {
     listener: crate::config::ListenerSettings,
     tls: Option<crate::config::tls::TlsSettings>,
     upgrade_socket: String,
+    limits: crate::config::LimitSettings,
     keepalive_pool: usize,
     pub(super) watch_config: bool,
     admin: crate::config::control::AdminSettings,
@@ -93,6 +94,7 @@ impl Fixed {
             listener: c.listener,
             tls: c.tls.clone(),
             upgrade_socket: c.upgrade_socket.clone(),
+            limits: c.limits,
             keepalive_pool: c.keepalive_pool,
             watch_config: c.watch_config,
             admin: c.admin.clone(),
@@ -126,6 +128,7 @@ impl Fixed {
         );
         // The certificate and key files' contents reload live (proxy::tls), not their paths.
         check("[tls]", self.tls != new.tls);
+        check("[limits]", self.limits != new.limits);
         check(
             "upstream.keepalive_pool_size",
             self.keepalive_pool != new.keepalive_pool,
@@ -158,6 +161,7 @@ mod tests {
         b.grace_period = Duration::from_secs(1);
         b.admin.listen = "127.0.0.1:2".into();
         b.listener.write_buffer += 1;
+        b.limits.max_uri_bytes += 1;
         b.keepalive_pool += 1;
         b.observe.access_log.sample = 0.5;
         b.observe.usage.models.push("gpt-4o".into());
@@ -174,6 +178,7 @@ mod tests {
                 "threads",
                 "grace_period_seconds",
                 "[listener]",
+                "[limits]",
                 "upstream.keepalive_pool_size",
                 "[admin]",
                 "[access_log]",

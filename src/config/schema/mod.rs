@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub mod auth;
+pub mod limits;
 pub mod observe;
 pub mod secrets;
 pub mod tls;
@@ -43,6 +44,8 @@ pub struct FileConfig {
     /// The TLS listener (none by default).
     #[serde(default)]
     pub tls: tls::TlsSection,
+    #[serde(default)]
+    pub limits: limits::LimitsSection,
     #[serde(default)]
     pub upstream: UpstreamSection,
     #[serde(default)]
@@ -170,7 +173,7 @@ pub struct TokensSection {
 pub struct ListenerSection {
     /// Read buffer in front of each client connection's socket; 0: none. Default 0.
     pub read_buffer_bytes: Option<usize>,
-    /// Write buffer in front of each client connection's socket; 0: none. Default 16384.
+    /// Write buffer in front of each client connection's socket; 0: none. Default 8192.
     pub write_buffer_bytes: Option<usize>,
     /// Accept HTTP/2 with prior knowledge (h2c) on the clear listener. Default false.
     pub h2c: Option<bool>,

@@ -1,0 +1,378 @@
+//! The client stream of an HTTP/1 connection as Pingora reads it, with the total deadline for
+//! a request header that Pingora lacks (it bounds each read only, by its 60 s keep-alive
+//! timeout, so a header sent a byte at a time never ends), and the wait for the first byte of
+//! the next request on a kept-alive connection (`connections.rs`).
+//!
+//! The clock starts at the first byte of each request and, when it runs out before the proxy
+//! has parsed the header, fails the read Pingora is waiting on: Pingora closes the connection
+//! (no answer; it has no request to answer) and `keyway_limit_rejections_total
+//! {limit="header_deadline"}` counts it. The proxy's `request_filter` stops the clock
+//! ([`header_read`]) and its `logging` re-arms it for the next request ([`request_done`]).
+//! HTTP/2 (ALPN or the h2c preface) is left alone: its streams share the connection and are
+//! bounded by Pingora's HTTP/2 settings.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::protocols::tls::{SslDigest, TlsRef};
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
+};
+use pingora::proxy::Session;
+use pingora::server::ShutdownWatch;
+use pingora_prometheus::prometheus::IntCounter;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+/// A client stream with the header deadline. Pingora owns it while it serves a request; the
+/// proxy's hooks reach it through the session's stream.
+#[derive(Debug)]
+pub struct Guarded {
+    inner: Stream,
+    timeout: Duration,
+    expired: IntCounter,
+    /// HTTP/2: no header deadline.
+    h2: bool,
+    /// Set by the proxy while no request header is being awaited (between `request_filter`
+    /// and `logging`).
+    past_header: AtomicBool,
+    /// Headers the proxy has parsed on this connection: a running clock belongs to the request
+    /// whose number it was started under.
+    headers: AtomicU32,
+    clock: Option<(Pin<Box<Sleep>>, u32)>,
+    first_read: bool,
+    /// The first byte of the next request, read while the connection waited for it.
+    stash: Option<u8>,
+}
+
+const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2";
+
+impl Guarded {
+    pub(super) fn new(inner: Stream, timeout: Duration, expired: IntCounter) -> Guarded {
+        let h2 = matches!(inner.selected_alpn_proto(), Some(ALPN::H2));
+        Guarded {
+            inner,
+            timeout,
+            expired,
+            h2,
+            past_header: AtomicBool::new(false),
+            headers: AtomicU32::new(0),
+            clock: None,
+            first_read: true,
+            stash: None,
+        }
+    }
+
+    pub(super) fn is_h2(&self) -> bool {
+        self.h2
+    }
+
+    /// Waits, at most `idle`, for the first byte of the next request; `false` when the client
+    /// closed, the wait ran out or (with a `shutdown` watch) the server is shutting down: the
+    /// connection is then closed.
+    pub(super) async fn next_request(
+        &mut self,
+        idle: Duration,
+        shutdown: Option<ShutdownWatch>,
+    ) -> bool {
+        let stopping = async move {
+            match shutdown {
+                Some(mut s) if !*s.borrow() => {
+                    let _ = s.changed().await;
+                }
+                Some(_) => {}
+                None => std::future::pending().await,
+            }
+        };
+        let mut byte = [0u8; 1];
+        tokio::select! {
+            read = tokio::time::timeout(idle, self.inner.read(&mut byte)) => match read {
+                Ok(Ok(1)) => {
+                    self.stash = Some(byte[0]);
+                    true
+                }
+                _ => false,
+            },
+            _ = stopping => false,
+        }
+    }
+
+    fn header_read(&self) {
+        self.headers.fetch_add(1, Ordering::AcqRel);
+        self.past_header.store(true, Ordering::Release);
+    }
+
+    fn request_done(&self) {
+        self.past_header.store(false, Ordering::Release);
+    }
+
+    /// The clock is for the header being read now.
+    fn clock_is_current(&self) -> bool {
+        !self.past_header.load(Ordering::Acquire)
+            && self
+                .clock
+                .as_ref()
+                .is_some_and(|(_, n)| *n == self.headers.load(Ordering::Acquire))
+    }
+
+    /// After bytes came in: starts the clock at the first byte of a header.
+    fn after_read(&mut self, got: &[u8]) {
+        if got.is_empty() || self.h2 {
+            return;
+        }
+        if std::mem::take(&mut self.first_read) && got.starts_with(H2_PREFACE_START) {
+            self.h2 = true;
+            return;
+        }
+        if self.clock.is_none() && !self.past_header.load(Ordering::Acquire) {
+            let n = self.headers.load(Ordering::Acquire);
+            self.clock = Some((Box::pin(tokio::time::sleep(self.timeout)), n));
+        }
+    }
+}
+
+/// The request's header has been parsed: its clock stops.
+pub(super) fn header_read(session: &Session) {
+    if let Some(g) = guarded(session) {
+        g.header_read();
+    }
+}
+
+/// The request is over: the next byte on the connection starts the next header's clock.
+pub(super) fn request_done(session: &Session) {
+    if let Some(g) = guarded(session) {
+        g.request_done();
+    }
+}
+
+fn guarded(session: &Session) -> Option<&Guarded> {
+    session
+        .as_downstream()
+        .stream()?
+        .as_any()
+        .downcast_ref::<Guarded>()
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if let Some(b) = this.stash.take() {
+            if buf.remaining() > 0 {
+                buf.put_slice(&[b]);
+                this.after_read(&[b]);
+                return Poll::Ready(Ok(()));
+            }
+            this.stash = Some(b);
+        }
+        if this.clock_is_current() {
+            if let Some((sleep, _)) = this.clock.as_mut() {
+                if sleep.as_mut().poll(cx).is_ready() {
+                    this.clock = None;
+                    this.expired.inc();
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "request header deadline (limits.header_timeout_ms)",
+                    )));
+                }
+            }
+        } else {
+            this.clock = None;
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            this.after_read(&buf.filled()[before..]);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for Guarded {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for Guarded {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for Guarded {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for Guarded {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for Guarded {
+    fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: pingora::protocols::raw_connect::ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for Guarded {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for Guarded {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncWriteExt, DuplexStream};
+
+    const DEADLINE: Duration = Duration::from_millis(50);
+
+    fn pair() -> (Guarded, DuplexStream, IntCounter) {
+        let (ours, theirs) = tokio::io::duplex(1024);
+        let expired = IntCounter::new("t", "t").unwrap();
+        (
+            Guarded::new(Box::new(ours), DEADLINE, expired.clone()),
+            theirs,
+            expired,
+        )
+    }
+
+    /// Reads what is there, or the error; at most 10 s.
+    async fn read(g: &mut Guarded) -> io::Result<Vec<u8>> {
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(10), g.read(&mut buf))
+            .await
+            .expect("neither bytes nor an error within 10 s")?;
+        Ok(buf[..n].to_vec())
+    }
+
+    #[tokio::test]
+    async fn the_clock_starts_at_the_first_byte_and_cuts_an_unfinished_header() {
+        let (mut g, mut client, expired) = pair();
+        // Idle before the first byte: no clock.
+        tokio::time::sleep(DEADLINE * 3).await;
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        assert_eq!(read(&mut g).await.unwrap(), b"GET / HTTP/1.1\r\n");
+        let e = read(&mut g).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(expired.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_parsed_header_stops_the_clock_and_the_next_request_restarts_it() {
+        let (mut g, mut client, expired) = pair();
+        client.write_all(b"POST / HTTP/1.1\r\n\r\n").await.unwrap();
+        read(&mut g).await.unwrap();
+        g.header_read();
+        // The body phase: silence past the header deadline is not cut.
+        tokio::time::sleep(DEADLINE * 3).await;
+        client.write_all(b"body").await.unwrap();
+        assert_eq!(read(&mut g).await.unwrap(), b"body");
+        g.request_done();
+        // The next request: its first byte (stashed while waiting) starts a new clock.
+        client.write_all(b"G").await.unwrap();
+        assert!(g.next_request(Duration::from_secs(10), None).await);
+        assert_eq!(read(&mut g).await.unwrap(), b"G");
+        let e = read(&mut g).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(expired.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_request_ends_on_close_and_on_shutdown() {
+        let (mut g, client, _) = pair();
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tx.send(true).unwrap();
+        assert!(!g.next_request(Duration::from_secs(10), Some(rx)).await);
+        drop(client);
+        assert!(!g.next_request(Duration::from_secs(10), None).await);
+    }
+
+    #[tokio::test]
+    async fn http2_is_left_alone() {
+        let (mut g, mut client, expired) = pair();
+        client.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+        read(&mut g).await.unwrap();
+        let mut buf = [0u8; 8];
+        let silent = tokio::time::timeout(DEADLINE * 3, g.read(&mut buf)).await;
+        assert!(silent.is_err(), "an h2 connection got a header deadline");
+        assert!(g.is_h2());
+        assert_eq!(expired.get(), 0);
+    }
+}
