@@ -5,6 +5,7 @@
 //! formatted line handed to the writer thread.
 
 pub mod access_log;
+pub mod decode;
 pub mod request_id;
 pub mod usage;
 
@@ -17,7 +18,8 @@ use crate::config::observe::ObserveSettings;
 use crate::metrics::usage::UsageLabels;
 use crate::metrics::Metrics;
 use access_log::{AccessLog, Record};
-use usage::{Scanner, Shape, Tokens};
+use decode::{Encoding, Reader};
+use usage::{Shape, Tokens};
 
 /// The process's recorder, made once at start (`[access_log]` and `[usage]` are restart-only).
 #[derive(Debug)]
@@ -67,10 +69,16 @@ impl Observer {
     }
 
     /// The upstream's answer header arrived (the last attempt's counts).
-    pub fn answer(&self, state: &mut State, started: Instant, status: u16, shape: Shape) {
+    pub fn answer(
+        &self,
+        state: &mut State,
+        started: Instant,
+        status: u16,
+        body: (Shape, Encoding),
+    ) {
         state.ttfb = Some(started.elapsed());
-        state.scanner = match (self.usage, status, shape) {
-            (true, 200..=299, Shape::Sse | Shape::Json) => Some(Box::new(Scanner::new(shape))),
+        state.scanner = match (self.usage, status) {
+            (true, 200..=299) => Reader::new(body.0, body.1).map(Box::new),
             _ => None,
         };
     }
@@ -113,7 +121,7 @@ impl Observer {
         let (tokens, model) = match state.scanner.as_mut() {
             Some(s) => {
                 s.finish();
-                (s.tokens, s.model.as_deref())
+                s.result()
             }
             None => (Tokens::default(), None),
         };
@@ -177,7 +185,7 @@ pub struct State {
     upstream_end: Option<Instant>,
     ttfb: Option<Duration>,
     ttft: Option<Duration>,
-    scanner: Option<Box<Scanner>>,
+    scanner: Option<Box<Reader>>,
 }
 
 /// What the proxy knows of a request when it ends.
