@@ -6,6 +6,7 @@
 
 pub mod access_log;
 pub mod decode;
+pub mod model;
 pub mod request_id;
 pub mod usage;
 
@@ -49,11 +50,9 @@ impl Observer {
         })
     }
 
-    /// The `model` label: the name when it is on the allow-list, else `other`.
+    /// The `model` label: the allow-list's entry the name matches (`model.rs`), else `other`.
     pub fn model_label(&self, model: Option<&str>) -> &str {
-        model
-            .and_then(|m| self.models.iter().find(|a| ***a == *m))
-            .map_or("other", |a| a)
+        model::label(&self.models, model)
     }
 
     /// A request begins: whether it will be logged.
