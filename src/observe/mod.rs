@@ -55,6 +55,13 @@ impl Observer {
         model::label(&self.models, model)
     }
 
+    /// Has the access log reopen its file (`SIGHUP`, after logrotate renamed it).
+    pub fn reopen_log(&self) {
+        if let Some(log) = &self.log {
+            log.reopen();
+        }
+    }
+
     /// A request begins: whether it will be logged.
     pub fn start(&self, state: &mut State, id: HeaderValue) {
         state.request_id = Some(id);
