@@ -58,6 +58,17 @@ fn brotli(b: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Provider, path, `accept-encoding` sent, `x-test-answer`, `content-encoding` expected back,
+/// and the bytes the fake sends.
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    Vec<u8>,
+);
+
 /// `body` in pieces of `size` bytes.
 fn pieces(body: &[u8], size: usize) -> Vec<Bytes> {
     body.chunks(size).map(Bytes::copy_from_slice).collect()
@@ -129,7 +140,7 @@ async fn compressed_answers_pass_unchanged_and_their_tokens_count() {
         }
         req.send()
     };
-    let cases: [(&str, &str, &str, Option<&str>, &str, Vec<u8>); 5] = [
+    let cases: [Case; 5] = [
         (
             "openai",
             "/v1/chat/completions",
