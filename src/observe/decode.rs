@@ -5,9 +5,11 @@
 //!   servers send: the first two bytes decide) and `br` are decoded; any other
 //!   `content-encoding` (`zstd`, a list of several) is not read, as before.
 //! - Memory is bounded: the decoder's own state (a 32 KiB window and a 32 KiB output buffer
-//!   for gzip and deflate; brotli's window as the answer declares it, at most 16 MiB, and a
-//!   4 KiB output buffer) plus the scanner's bounds. Decoded bytes are handed to the scanner
-//!   in pieces of at most the output buffer and never kept.
+//!   for gzip and deflate; for brotli the window the answer declares, which this decoder
+//!   allocates whole unless the answer is one last block, and a 4 KiB output buffer) plus the
+//!   scanner's bounds. A brotli answer declaring a window over [`MAX_BROTLI_WINDOW_BITS`]
+//!   (4 MiB) is not read. Decoded bytes are handed to the scanner in pieces of at most the
+//!   output buffer and never kept.
 //! - At most [`MAX_DECODED`] decoded bytes are read: past them decoding stops and the answer
 //!   counts no tokens (a decompression bomb costs the bounds above and 16 MiB of inflating,
 //!   once). A corrupt body also counts none.
@@ -22,6 +24,9 @@ use super::usage::{Scanner, Shape, Tokens};
 pub const MAX_DECODED: u64 = 16 * 1024 * 1024;
 /// Brotli's output buffer: the largest piece handed to the scanner at once.
 const BROTLI_BUFFER: usize = 4096;
+/// Largest brotli window read (2^22 bytes, 4 MiB, the reference encoder's default); answers
+/// declaring more (up to 16 MiB) count no tokens rather than cost that much per answer.
+pub const MAX_BROTLI_WINDOW_BITS: u8 = 22;
 
 /// An answer's `content-encoding`, as far as the usage scan is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,8 +81,9 @@ impl Write for Sink {
 enum State {
     /// Not encoded, or decoding finished: the scanner reads what it is given.
     Plain(Scanner),
-    /// `deflate` before its first two bytes arrived.
-    Sniff(Sink, Vec<u8>),
+    /// `deflate` before its first two bytes arrived (zlib or raw), `br` before its first one
+    /// (its window).
+    Sniff(Sink, Vec<u8>, Encoding),
     Gzip(MultiGzDecoder<Sink>),
     Zlib(ZlibDecoder<Sink>),
     Raw(DeflateDecoder<Sink>),
@@ -114,11 +120,7 @@ impl Reader {
         let state = match encoding {
             Encoding::Identity => State::Plain(Scanner::new(shape)),
             Encoding::Gzip => State::Gzip(MultiGzDecoder::new(sink())),
-            Encoding::Deflate => State::Sniff(sink(), Vec::new()),
-            Encoding::Brotli => State::Brotli(Box::new(brotli::DecompressorWriter::new(
-                sink(),
-                BROTLI_BUFFER,
-            ))),
+            Encoding::Deflate | Encoding::Brotli => State::Sniff(sink(), Vec::new(), encoding),
             Encoding::Unknown => return None,
         };
         Some(Reader { shape, state })
@@ -131,19 +133,25 @@ impl Reader {
     /// Reads one chunk as it was sent. `true` when it held the stream's first event carrying
     /// content.
     pub fn feed(&mut self, chunk: &[u8]) -> bool {
-        if let State::Sniff(_, head) = &mut self.state {
+        if let State::Sniff(_, head, enc) = &mut self.state {
+            let need = if *enc == Encoding::Deflate { 2 } else { 1 };
             let before = head.len();
-            head.extend_from_slice(&chunk[..chunk.len().min(2 - before)]);
-            if head.len() < 2 {
+            head.extend_from_slice(&chunk[..chunk.len().min(need - before)]);
+            if head.len() < need {
                 return false;
             }
-            let State::Sniff(sink, head) = std::mem::replace(&mut self.state, State::Dropped)
+            let State::Sniff(sink, head, enc) = std::mem::replace(&mut self.state, State::Dropped)
             else {
                 unreachable!("matched above")
             };
-            self.state = match zlib_header(&head) {
-                true => State::Zlib(ZlibDecoder::new(sink)),
-                false => State::Raw(DeflateDecoder::new(sink)),
+            self.state = match enc {
+                Encoding::Deflate if zlib_header(&head) => State::Zlib(ZlibDecoder::new(sink)),
+                Encoding::Deflate => State::Raw(DeflateDecoder::new(sink)),
+                _ if brotli_window_bits(head[0]).is_some_and(|b| b <= MAX_BROTLI_WINDOW_BITS) => {
+                    let d = brotli::DecompressorWriter::new(sink, BROTLI_BUFFER);
+                    State::Brotli(Box::new(d))
+                }
+                _ => return false,
             };
             // The bytes an earlier chunk gave, then all of this one.
             return self.write(&head[..before]) | self.write(chunk);
@@ -202,6 +210,20 @@ impl Reader {
             State::Plain(s) => (s.tokens, s.model.as_deref()),
             _ => (Tokens::default(), None),
         }
+    }
+}
+
+/// The window a brotli stream declares in its first byte (RFC 7932, 9.1), as bits;
+/// `None` for the large-window extension (not standard HTTP brotli).
+fn brotli_window_bits(b: u8) -> Option<u8> {
+    if b & 1 == 0 {
+        return Some(16);
+    }
+    match ((b >> 1) & 7, (b >> 4) & 7) {
+        (0, 1) => None,
+        (0, 0) => Some(17),
+        (0, m) => Some(8 + m),
+        (n, _) => Some(17 + n),
     }
 }
 

@@ -28,9 +28,13 @@ fn raw_deflate(b: &[u8]) -> Vec<u8> {
 }
 
 fn brotli(b: &[u8]) -> Vec<u8> {
+    brotli_window(b, 22)
+}
+
+fn brotli_window(b: &[u8], lgwin: u32) -> Vec<u8> {
     let mut out = Vec::new();
     {
-        let mut e = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+        let mut e = brotli::CompressorWriter::new(&mut out, 4096, 5, lgwin);
         e.write_all(b).unwrap();
     }
     out
@@ -196,4 +200,22 @@ fn corrupt_or_truncated_bodies_count_nothing() {
     assert!(!t.known());
     let (t, _, _) = read(Shape::Json, Encoding::Deflate, b"{", 1);
     assert!(!t.known());
+}
+
+#[test]
+fn brotli_windows_are_read_from_the_first_byte_and_large_ones_refused() {
+    for lgwin in 10..=24 {
+        let body = brotli_window(JSON.as_bytes(), lgwin);
+        assert_eq!(
+            brotli_window_bits(body[0]),
+            Some(lgwin as u8),
+            "lgwin {lgwin}"
+        );
+        let (t, _, _) = read(Shape::Json, Encoding::Brotli, &body, 1);
+        let want = lgwin <= u32::from(MAX_BROTLI_WINDOW_BITS);
+        assert_eq!(t.known(), want, "lgwin {lgwin}");
+        if want {
+            assert_eq!(t, tokens(11, 7, 18));
+        }
+    }
 }
