@@ -137,10 +137,15 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
         file_digest,
     };
     let reloader = Arc::new(Reloader::new(origin, config, runtime.clone(), warm.clone()));
+    let observe = crate::observe::Observer::new(&config.observe, warm.metrics.clone())
+        .map_err(|e| BuildError::AccessLog(e.to_string()))?;
+    let observe = Arc::new(observe);
+    let log = observe.clone();
     server.add_service(pingora::services::background::background_service(
         "reloader",
         ReloadService {
             reloader: reloader.clone(),
+            on_hangup: Some(Box::new(move || log.reopen_log())),
         },
     ));
 
@@ -152,8 +157,6 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
             metrics,
         })
     });
-    let observe = crate::observe::Observer::new(&config.observe, warm.metrics.clone())
-        .map_err(|e| BuildError::AccessLog(e.to_string()))?;
     let tracer = config.tracing.as_ref().map(|t| {
         let (tracer, exporter) = crate::trace::Tracer::new(t, metrics_trace.clone());
         // The origin only: a path or query could carry a collector's token.
@@ -170,7 +173,7 @@ pub fn build(launch: Launch) -> Result<Server, BuildError> {
     });
     let gateway = Gateway {
         runtime,
-        observe: Arc::new(observe),
+        observe,
         warm,
         admin: control.clone().filter(|_| config.admin.on_proxy_listener),
         tracer,

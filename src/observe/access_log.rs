@@ -3,13 +3,21 @@
 //! the line is dropped and counted (`keyway_access_log_dropped_total`). The writer takes every
 //! line waiting, writes them in one go and flushes when the queue is empty.
 //!
+//! A file target is reopened on request ([`AccessLog::reopen`], on `SIGHUP`) for logrotate:
+//! the writer opens the path anew at its next line or within [`REOPEN_CHECK`], whichever is
+//! first; lines queued meanwhile go to the new file, none is lost.
+//!
 //! A line never carries a credential, a token, a key hash, a query string or a body: the path
 //! is logged without its query, and the only values taken from the traffic are the request id
 //! (checked sane), the method, the path and the answer's model name.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
 
 use pingora_prometheus::prometheus::IntCounter;
 use serde::Serialize;
@@ -18,6 +26,10 @@ use crate::config::observe::{AccessLogSettings, LogTarget};
 
 /// Longest path logged (in bytes, cut at a character boundary).
 const MAX_PATH: usize = 1024;
+/// How long an idle writer waits before it looks whether it should reopen its file.
+pub const REOPEN_CHECK: Duration = Duration::from_millis(500);
+/// The writer's buffer (flushed whenever the queue is empty).
+const BUFFER: usize = 64 * 1024;
 
 /// One request's line. `None` fields print as `null`.
 #[derive(Debug, Serialize)]
@@ -101,24 +113,38 @@ pub struct AccessLog {
     /// `sample` of `u32::MAX + 1`: a request is logged when a random `u32` is below it.
     threshold: u64,
     dropped: IntCounter,
+    /// Set to have the writer reopen its file.
+    reopen: Arc<AtomicBool>,
 }
 
 impl AccessLog {
     /// Opens the target and starts the writer thread.
     pub fn start(s: &AccessLogSettings, dropped: IntCounter) -> io::Result<AccessLog> {
-        let out: Box<dyn Write + Send> = match &s.target {
-            LogTarget::Stdout => Box::new(io::stdout()),
-            LogTarget::File(p) => Box::new(OpenOptions::new().create(true).append(true).open(p)?),
+        let (out, path): (Box<dyn Write + Send>, _) = match &s.target {
+            LogTarget::Stdout => (Box::new(io::stdout()), None),
+            LogTarget::File(p) => (Box::new(open(p)?), Some(p.clone())),
         };
         let (tx, rx) = mpsc::sync_channel(s.buffer_lines);
+        let reopen = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            out: BufWriter::with_capacity(BUFFER, out),
+            path,
+            reopen: reopen.clone(),
+        };
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || write_lines(rx, out))?;
+            .spawn(move || write_lines(rx, writer))?;
         Ok(AccessLog {
             tx,
             threshold: (s.sample * (u64::from(u32::MAX) + 1) as f64) as u64,
             dropped,
+            reopen,
         })
+    }
+
+    /// Has the writer reopen its file (logrotate renamed it); never waits. Nothing for stdout.
+    pub fn reopen(&self) {
+        self.reopen.store(true, Ordering::Release);
     }
 
     /// Whether this request is logged (`sample` 1.0: all, 0.0: none).
@@ -139,10 +165,49 @@ impl AccessLog {
     }
 }
 
-fn write_lines(rx: Receiver<String>, out: Box<dyn Write + Send>) {
-    let mut out = BufWriter::with_capacity(64 * 1024, out);
+fn open(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+struct Writer {
+    out: BufWriter<Box<dyn Write + Send>>,
+    /// The file's path; `None` for stdout.
+    path: Option<PathBuf>,
+    reopen: Arc<AtomicBool>,
+}
+
+impl Writer {
+    /// Reopens the file when asked to; on failure writing goes on to the open one.
+    fn reopen_if_asked(&mut self) {
+        if !self.reopen.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let Some(path) = &self.path else { return };
+        let _ = self.out.flush();
+        match open(path) {
+            Ok(f) => {
+                self.out = BufWriter::with_capacity(BUFFER, Box::new(f));
+                log::info!("access log: reopened {}", path.display());
+            }
+            Err(e) => log::warn!(
+                "access log: cannot reopen {} ({e}); writing on to the file already open",
+                path.display()
+            ),
+        }
+    }
+}
+
+fn write_lines(rx: Receiver<String>, mut w: Writer) {
     let mut failing = false;
-    while let Ok(line) = rx.recv() {
+    loop {
+        let line = match rx.recv_timeout(REOPEN_CHECK) {
+            Ok(line) => Some(line),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        w.reopen_if_asked();
+        let Some(line) = line else { continue };
+        let out = &mut w.out;
         let mut result = out.write_all(line.as_bytes());
         while let Ok(line) = rx.try_recv() {
             result = result.and_then(|()| out.write_all(line.as_bytes()));
@@ -225,6 +290,63 @@ mod tests {
         assert_eq!(n + dropped.get(), 1000, "every line written or counted");
         assert!(lines.starts_with("{\"n\":0}\n"));
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// Waits (bounded) until `path` holds `n` lines; its text.
+    fn wait_lines(path: &Path, n: usize) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.lines().count() >= n || std::time::Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_renamed_file_is_reopened_on_request_and_no_line_is_lost() {
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("kw-rotate-{}.log", std::process::id()));
+        let rotated = path.with_extension("log.1");
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&rotated);
+        let dropped = IntCounter::new("r", "r").unwrap();
+        let log = AccessLog::start(
+            &settings(LogTarget::File(path.clone()), 1.0, 1024),
+            dropped.clone(),
+        )
+        .unwrap();
+        for i in 0..3 {
+            log.send(format!("{{\"n\":{i}}}\n"));
+        }
+        assert_eq!(wait_lines(&path, 3).lines().count(), 3);
+
+        // logrotate: rename, then SIGHUP. A line sent before the reopen still goes to the
+        // file the writer holds (now the rotated one).
+        std::fs::rename(&path, &rotated).unwrap();
+        log.send("{\"n\":3}\n".into());
+        assert_eq!(wait_lines(&rotated, 4).lines().count(), 4);
+        log.reopen();
+        for i in 4..6 {
+            log.send(format!("{{\"n\":{i}}}\n"));
+        }
+        let new = wait_lines(&path, 2);
+        assert_eq!(new, "{\"n\":4}\n{\"n\":5}\n");
+        let old = std::fs::read_to_string(&rotated).unwrap();
+        assert_eq!(old, "{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n");
+        assert_eq!(dropped.get(), 0);
+
+        // With nothing to write, the writer reopens within REOPEN_CHECK: the new file appears.
+        std::fs::remove_file(&path).unwrap();
+        log.reopen();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !path.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(path.exists(), "reopened without a line to write");
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&rotated);
     }
 
     #[test]

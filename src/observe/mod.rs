@@ -5,6 +5,8 @@
 //! formatted line handed to the writer thread.
 
 pub mod access_log;
+pub mod decode;
+pub mod model;
 pub mod request_id;
 pub mod usage;
 
@@ -17,7 +19,8 @@ use crate::config::observe::ObserveSettings;
 use crate::metrics::usage::UsageLabels;
 use crate::metrics::Metrics;
 use access_log::{AccessLog, Record};
-use usage::{Scanner, Shape, Tokens};
+use decode::{Encoding, Reader};
+use usage::{Shape, Tokens};
 
 /// The process's recorder, made once at start (`[access_log]` and `[usage]` are restart-only).
 #[derive(Debug)]
@@ -47,11 +50,16 @@ impl Observer {
         })
     }
 
-    /// The `model` label: the name when it is on the allow-list, else `other`.
+    /// The `model` label: the allow-list's entry the name matches (`model.rs`), else `other`.
     pub fn model_label(&self, model: Option<&str>) -> &str {
-        model
-            .and_then(|m| self.models.iter().find(|a| ***a == *m))
-            .map_or("other", |a| a)
+        model::label(&self.models, model)
+    }
+
+    /// Has the access log reopen its file (`SIGHUP`, after logrotate renamed it).
+    pub fn reopen_log(&self) {
+        if let Some(log) = &self.log {
+            log.reopen();
+        }
     }
 
     /// A request begins: whether it will be logged.
@@ -67,10 +75,16 @@ impl Observer {
     }
 
     /// The upstream's answer header arrived (the last attempt's counts).
-    pub fn answer(&self, state: &mut State, started: Instant, status: u16, shape: Shape) {
+    pub fn answer(
+        &self,
+        state: &mut State,
+        started: Instant,
+        status: u16,
+        body: (Shape, Encoding),
+    ) {
         state.ttfb = Some(started.elapsed());
-        state.scanner = match (self.usage, status, shape) {
-            (true, 200..=299, Shape::Sse | Shape::Json) => Some(Box::new(Scanner::new(shape))),
+        state.scanner = match (self.usage, status) {
+            (true, 200..=299) => Reader::new(body.0, body.1).map(Box::new),
             _ => None,
         };
     }
@@ -113,7 +127,7 @@ impl Observer {
         let (tokens, model) = match state.scanner.as_mut() {
             Some(s) => {
                 s.finish();
-                (s.tokens, s.model.as_deref())
+                s.result()
             }
             None => (Tokens::default(), None),
         };
@@ -177,7 +191,7 @@ pub struct State {
     upstream_end: Option<Instant>,
     ttfb: Option<Duration>,
     ttft: Option<Duration>,
-    scanner: Option<Box<Scanner>>,
+    scanner: Option<Box<Reader>>,
 }
 
 impl State {
@@ -185,7 +199,7 @@ impl State {
     /// `Observer::finish` has run).
     pub fn usage(&self) -> (Tokens, Option<&str>) {
         match &self.scanner {
-            Some(s) => (s.tokens, s.model.as_deref()),
+            Some(s) => s.result(),
             None => (Tokens::default(), None),
         }
     }

@@ -38,17 +38,16 @@ static CONTENT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"con
 pub enum Shape {
     Sse,
     Json,
-    /// Anything else (or an encoded body): not read.
+    /// Anything else: not read.
     Other,
 }
 
 impl Shape {
-    /// From the answer's `content-type` and `content-encoding`.
-    pub fn of(content_type: Option<&[u8]>, encoded: bool) -> Shape {
+    /// From the answer's `content-type` (its `content-encoding` is `decode::Encoding`'s).
+    pub fn of(content_type: Option<&[u8]>) -> Shape {
         let ct = content_type.unwrap_or_default();
         let starts = |p: &[u8]| ct.len() >= p.len() && ct[..p.len()].eq_ignore_ascii_case(p);
         match () {
-            _ if encoded => Shape::Other,
             _ if starts(b"text/event-stream") => Shape::Sse,
             _ if starts(b"application/json") => Shape::Json,
             _ => Shape::Other,

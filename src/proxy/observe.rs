@@ -6,7 +6,7 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 use super::{Ctx, Gateway};
-use crate::observe::{request_id, usage::Shape, Done};
+use crate::observe::{decode::Encoding, request_id, usage::Shape, Done};
 
 impl Gateway {
     /// The request's id (the client's when sane, else a new one) replaces whatever the client
@@ -27,13 +27,10 @@ impl Gateway {
     pub(super) fn observe_answer(&self, resp: &ResponseHeader, ctx: &mut Ctx) {
         let h = &resp.headers;
         let ct = h.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes());
-        let encoded = h
-            .get(http::header::CONTENT_ENCODING)
-            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-        let shape = Shape::of(ct, encoded);
+        let ce = h.get(http::header::CONTENT_ENCODING).map(|v| v.as_bytes());
+        let body = (Shape::of(ct), Encoding::of(ce));
         let status = resp.status.as_u16();
-        self.observe
-            .answer(&mut ctx.obs, ctx.started, status, shape);
+        self.observe.answer(&mut ctx.obs, ctx.started, status, body);
     }
 
     /// The id goes back to the client on the proxied answer.

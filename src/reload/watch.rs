@@ -1,5 +1,5 @@
-//! What starts a reload: `SIGHUP`, a change in the config file's directory, or a new store
-//! version (`store.rs`, run beside them). The directory is
+//! What starts a reload: `SIGHUP` (which also has the access log reopen its file), a change in
+//! the config file's directory, or a new store version (`store.rs`, run beside them). The directory is
 //! watched, not the file, because a Kubernetes ConfigMap update replaces a `..data` symlink
 //! beside it (the file's own inode never changes) and editors save by rename. Events are
 //! debounced, and a reload whose file is unchanged does nothing.
@@ -21,6 +21,8 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 
 pub struct ReloadService {
     pub reloader: Arc<Reloader>,
+    /// Run on `SIGHUP` before the reload, without waiting (the access log's reopen).
+    pub on_hangup: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl ReloadService {
@@ -89,6 +91,9 @@ impl BackgroundService for ReloadService {
                     return;
                 }
                 Some(_) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
+                    if let Some(hook) = &self.on_hangup {
+                        hook();
+                    }
                     self.reloader.reload("SIGHUP").await;
                 }
                 Some(()) = rx.recv() => {

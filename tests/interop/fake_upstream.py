@@ -1,7 +1,9 @@
 """A fake OpenAI-compatible upstream that records every request it receives."""
 
+import gzip
 import json
 import threading
+import zlib
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,6 +54,18 @@ def chunk(model, index, piece):
         "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "delta": delta, "finish_reason": "stop" if last else None}],
+    }
+
+
+def usage_chunk(model):
+    """OpenAI's last chunk when the client asked for `stream_options.include_usage`."""
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
     }
 
 
@@ -106,25 +120,52 @@ class Handler(BaseHTTPRequestHandler):
             return self._send_json(400, {"error": {"message": "fake upstream: body is not JSON"}})
         model = req.get("model", "unknown")
         if req.get("stream") is True:
-            return self._send_stream(model)
+            usage = (req.get("stream_options") or {}).get("include_usage") is True
+            return self._send_stream(model, usage)
         self._send_json(200, completion(model))
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
-    def _send_json(self, status, obj):
-        send_json(self, status, obj)
+    def _gzip(self):
+        """Answer gzip: the server is set to, and the client asked for it."""
+        asked = self.headers.get("Accept-Encoding", "").lower()
+        return self.server.gzip_when_asked and "gzip" in asked
 
-    def _send_stream(self, model):
+    def _send_json(self, status, obj):
+        if not self._gzip():
+            return send_json(self, status, obj)
+        data = gzip.compress(json.dumps(obj).encode())
+        self.server.sent_bodies.append(data)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_stream(self, model, usage=False):
+        gz = self._gzip()
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
+        if gz:
+            self.send_header("Content-Encoding", "gzip")
         self.end_headers()
+        # gzip framing (wbits 31), flushed after each event as a compressing server does.
+        enc = zlib.compressobj(wbits=31) if gz else None
         events = [json.dumps(chunk(model, i, p)) for i, p in enumerate(STREAM_PIECES)]
-        for event in events + ["[DONE]"]:
-            data = f"data: {event}\n\n".encode()
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
+        if usage:
+            events.append(json.dumps(usage_chunk(model)))
+        for event in events + ["[DONE]", None]:
+            if event is None:
+                data = enc.flush(zlib.Z_FINISH) if enc else b""
+            else:
+                data = f"data: {event}\n\n".encode()
+                data = enc.compress(data) + enc.flush(zlib.Z_SYNC_FLUSH) if enc else data
+            if data:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
@@ -163,6 +204,9 @@ class FakeUpstream(LoopbackServer):
     def __init__(self):
         super().__init__(Handler)
         self.requests = []
+        # Off by default: answers gzip-compressed when the client accepts gzip.
+        self.gzip_when_asked = False
+        self.sent_bodies = []  # compressed JSON bodies sent, in order
 
     def record(self, req):
         with self._lock:

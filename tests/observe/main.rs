@@ -1,12 +1,16 @@
 //! Issue 14, items 3 and 4, end to end: the access log (`access_log.rs`: every field of a line
 //! checked, no secret of the run in it, request ids, sampling and off) and the token metrics
 //! read from plain and streamed answers of the OpenAI and Anthropic shapes, with the stream
-//! still passing chunk by chunk (`usage.rs`).
+//! still passing chunk by chunk (`usage.rs`), and from compressed answers passed on unchanged
+//! (`compressed.rs`); the log file reopened on `SIGHUP` after logrotate renamed it
+//! (`rotate.rs`).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod access_log;
+mod compressed;
+mod rotate;
 mod usage;
 
 use std::collections::BTreeSet;

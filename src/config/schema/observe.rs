@@ -22,8 +22,9 @@ pub struct AccessLogSection {
 pub struct UsageSection {
     /// Default true.
     pub enabled: Option<bool>,
-    /// Models that get their own `model` label (exact names as the answers give them); every
-    /// other model is `other`. Default: none.
+    /// Models that get their own `model` label: an answer's model matches an entry exactly or
+    /// as the entry's dated snapshot (`<entry>-YYYY-MM-DD`, `<entry>-YYYYMMDD`); every other
+    /// model is `other`. Default: none.
     #[serde(default)]
     pub models: Vec<String>,
 }
