@@ -206,7 +206,7 @@ def start_keyway(tmp_path, request, keyway_log_dir, secrets_registry):
 
     for kw in started:
         if kw.proc.poll() is None:
-            # SIGINT is Pingora's fast shutdown; SIGTERM waits out a 30 s grace period.
+            # SIGINT is Pingora's fast shutdown; SIGTERM would drain in-flight requests first.
             kw.proc.send_signal(signal.SIGINT)
             try:
                 kw.proc.wait(timeout=5)

@@ -358,11 +358,23 @@ credential = "aoai"
 # Some series exist only with some configuration: the dashboard's keyway has an Entra
 # credential, a JWT validator and a route with a fallback strategy.
 def test_every_dashboard_query_names_only_metrics_keyway_exports(start_keyway, entra, upstream,
-                                                                   sp_secret, request):
-    (jwks_port,) = free_ports(1)
-    # Enforced, with a JWT validator (its key set never loads: the age series is there anyway).
-    # Not watching its file: start_keyway writes the next keyway's config to the same path.
+                                                                   sp_secret, request, tmp_path):
+    jwks_port, tls_port = free_ports(2)
+    # A TLS listener's certificate gauge needs a certificate: a self-signed one, made now.
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    made = run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                "-nodes", "-days", "2", "-subj", "/CN=localhost", "-keyout", str(key),
+                "-out", str(cert)])
+    assert made.returncode == 0, made.stderr
+    # Enforced, with a JWT validator (its key set never loads: the age series is there anyway)
+    # and a TLS listener. Not watching its file: start_keyway writes the next keyway's config to
+    # the same path.
     enforced = start_keyway("watch_config = false\n" + full_config(entra, upstream, sp_secret) + f"""
+[tls]
+listen = "127.0.0.1:{tls_port}"
+cert_file = "{cert}"
+key_file = "{key}"
+
 [auth]
 mode = "enforced"
 
@@ -396,6 +408,12 @@ strategy = {{ mode = "fallback", cb_config = {{ failure_threshold = 5, cooldown_
                                  headers={"content-type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:
         assert r.status == 200
+    # A streamed answer with usage: the token and time-to-first-token series.
+    body = json.dumps({"stream": True, "stream_options": {"include_usage": True}}).encode()
+    req = urllib.request.Request(f"{pool.url}/pool/chat/completions", data=body, method="POST",
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200 and b"[DONE]" in r.read()
     # The refresher publishes the gauges on its first ticks.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -419,7 +437,11 @@ strategy = {{ mode = "fallback", cb_config = {{ failure_threshold = 5, cooldown_
     used = {n for _, e in exprs for n in metric_names(e)}
     for added in ("keyway_token_lifetime_seconds", "keyway_jwks_age_seconds",
                   "keyway_secret_age_seconds", "keyway_secret_max_age_seconds", "keyway_ready",
-                  "keyway_config_last_reload_successful", "keyway_token_expiry_seconds"):
+                  "keyway_config_last_reload_successful", "keyway_token_expiry_seconds",
+                  "keyway_llm_tokens_total", "keyway_llm_time_to_first_token_seconds_bucket",
+                  "keyway_client_connections", "keyway_limit_rejections_total",
+                  "keyway_tls_cert_expiry_timestamp_seconds", "keyway_access_log_dropped_total",
+                  "keyway_trace_spans_dropped_total"):
         assert added in used and added in exported, added
 
 
