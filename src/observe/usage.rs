@@ -32,6 +32,15 @@ const MAX_MODEL: usize = 128;
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
 static MODEL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"model\""));
 static CONTENT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"content\""));
+/// The markers of content in a stream event other than OpenAI's `"content"` (built once: a
+/// searcher per call cost more than the search, README, Performance).
+static CONTENT_MARKS: LazyLock<[Finder<'static>; 3]> = LazyLock::new(|| {
+    [
+        Finder::new(b"content_block_delta"),
+        Finder::new(b"output_text.delta"),
+        Finder::new(b"\"tool_calls\""),
+    ]
+});
 
 /// What the answer's body is, from its response header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,8 +280,7 @@ impl Scanner {
 /// Whether a stream event carries generated content: an OpenAI delta with non-empty `content`
 /// or `tool_calls`, an Anthropic `content_block_delta`, a Responses API text delta.
 fn carries_content(payload: &[u8]) -> bool {
-    let has = |n: &[u8]| memchr::memmem::find(payload, n).is_some();
-    if has(b"content_block_delta") || has(b"output_text.delta") || has(b"\"tool_calls\"") {
+    if CONTENT_MARKS.iter().any(|f| f.find(payload).is_some()) {
         return true;
     }
     CONTENT.find_iter(payload).any(|i| {

@@ -46,7 +46,10 @@ pub struct Guarded {
     /// Headers the proxy has parsed on this connection: a running clock belongs to the request
     /// whose number it was started under.
     headers: AtomicU32,
-    clock: Option<(Pin<Box<Sleep>>, u32)>,
+    /// The header number the clock runs for, when it runs.
+    armed: Option<u32>,
+    /// The clock's timer: allocated at the connection's first request, reset for each next one.
+    sleep: Option<Pin<Box<Sleep>>>,
     first_read: bool,
     /// The first byte of the next request, read while the connection waited for it.
     stash: Option<u8>,
@@ -64,7 +67,8 @@ impl Guarded {
             h2,
             past_header: AtomicBool::new(false),
             headers: AtomicU32::new(0),
-            clock: None,
+            armed: None,
+            sleep: None,
             first_read: true,
             stash: None,
         }
@@ -116,10 +120,7 @@ impl Guarded {
     /// The clock is for the header being read now.
     fn clock_is_current(&self) -> bool {
         !self.past_header.load(Ordering::Acquire)
-            && self
-                .clock
-                .as_ref()
-                .is_some_and(|(_, n)| *n == self.headers.load(Ordering::Acquire))
+            && self.armed == Some(self.headers.load(Ordering::Acquire))
     }
 
     /// After bytes came in: starts the clock at the first byte of a header.
@@ -131,9 +132,13 @@ impl Guarded {
             self.h2 = true;
             return;
         }
-        if self.clock.is_none() && !self.past_header.load(Ordering::Acquire) {
-            let n = self.headers.load(Ordering::Acquire);
-            self.clock = Some((Box::pin(tokio::time::sleep(self.timeout)), n));
+        if self.armed.is_none() && !self.past_header.load(Ordering::Acquire) {
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            match self.sleep.as_mut() {
+                Some(sleep) => sleep.as_mut().reset(deadline),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.armed = Some(self.headers.load(Ordering::Acquire));
         }
     }
 }
@@ -171,14 +176,20 @@ impl AsyncRead for Guarded {
             if buf.remaining() > 0 {
                 buf.put_slice(&[b]);
                 this.after_read(&[b]);
+                // The rest of the request in the same read, when it is there: the parser then
+                // sees the whole header at once, as without the wait.
+                let before = buf.filled().len();
+                if let Poll::Ready(Ok(())) = Pin::new(&mut this.inner).poll_read(cx, buf) {
+                    this.after_read(&buf.filled()[before..]);
+                }
                 return Poll::Ready(Ok(()));
             }
             this.stash = Some(b);
         }
         if this.clock_is_current() {
-            if let Some((sleep, _)) = this.clock.as_mut() {
+            if let Some(sleep) = this.sleep.as_mut() {
                 if sleep.as_mut().poll(cx).is_ready() {
-                    this.clock = None;
+                    this.armed = None;
                     this.expired.inc();
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
@@ -187,7 +198,7 @@ impl AsyncRead for Guarded {
                 }
             }
         } else {
-            this.clock = None;
+            this.armed = None;
         }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
