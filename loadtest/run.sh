@@ -44,6 +44,11 @@
 #          keyway_tls, nginx_tls: `keyway` and `nginx` with wrk over TLS (HTTP/1.1; one P-256
 #                        certificate made with the openssl CLI for the run, served by both). Not
 #                        in the default: TARGETS="keyway_tls nginx_tls"
+#          keyway_h2, nginx_h2: the same two over HTTP/2 (ALPN h2), driven by h2load (nghttp2) with
+#                        H2_STREAMS (default 10) concurrent streams on each of the CONNECTIONS
+#                        connections; latencies from h2load's per-request log. Throughput
+#                        phase, SHAPE json/sse/download only. Not in the default:
+#                        TARGETS="keyway_h2 nginx_h2"
 #          base, base_key: `keyway` and `keyway_key` run by BASELINE_BIN (another build, e.g. the
 #                        previous commit), for an A/B of two builds in the same rounds
 #        SHAPE=json      what every request and answer looks like:
@@ -110,6 +115,8 @@ declare -A RSS_MAX=()  # keyway target -> max VmRSS seen under load (KiB)
 
 declare -A T_BIN=()    # keyway target -> binary, when not KEYWAY_BIN
 declare -A T_TOML=()   # keyway target -> TOML appended to its config (e.g. its [tls])
+declare -A T_CLIENT=() # name -> h2load when driven over HTTP/2 (default: wrk)
+H2_STREAMS=${H2_STREAMS:-10}
 
 STOP_LIST=()   # "pid:signal" for every process we started, in start order
 USED_PORTS=" "
@@ -461,27 +468,39 @@ tls_pair() {
     } >"$TLS_DIR/openssl.log" 2>&1 || { show_log "$TLS_DIR/openssl.log"; die "openssl could not make the TLS certificate"; }
 }
 
-# keyway's TLS listener, beside its clear one; wrk is pointed at the TLS one.
-setup_target_keyway_tls() {
-    local tls_port
+# keyway_over_tls NAME: keyway with a TLS listener beside its clear one; the client is pointed
+# at the TLS one.
+keyway_over_tls() {
+    local name=$1 tls_port
     tls_pair
     free_port tls_port
-    T_TOML[keyway_tls]=$(printf '[tls]\nlisten = "127.0.0.1:%s"\ncert_file = "%s"\nkey_file = "%s"\n' \
+    T_TOML[$name]=$(printf '[tls]\nlisten = "127.0.0.1:%s"\ncert_file = "%s"\nkey_file = "%s"\n' \
         "$tls_port" "$TLS_DIR/tls.crt" "$TLS_DIR/tls.key")
-    start_keyway keyway_tls "$HERE/keyway.toml.in" /v1/chat/completions "x-portkey-provider: openai"
-    T_URL[keyway_tls]=https://127.0.0.1:$tls_port/v1/chat/completions
+    start_keyway "$name" "$HERE/keyway.toml.in" /v1/chat/completions "x-portkey-provider: openai"
+    T_URL[$name]=https://127.0.0.1:$tls_port/v1/chat/completions
+}
+setup_target_keyway_tls() { keyway_over_tls keyway_tls; }
+setup_target_keyway_h2() {
+    keyway_over_tls keyway_h2
+    T_CLIENT[keyway_h2]=h2load
 }
 
-setup_target_nginx_tls() {
+# nginx_over_tls NAME LABEL HTTP2: nginx's TLS proxy, HTTP2 "http2" to offer h2 by ALPN.
+nginx_over_tls() {
     local port
     tls_pair
     start_upstream
     free_port port
     # wait_http's plain request gets nginx's 400 from the TLS port: an answer all the same.
-    start_nginx nginx_tls "$HERE/nginx-proxy-tls.conf.in" "$port" UPSTREAM_PORT="$UPSTREAM_PORT" \
-        CERT="$TLS_DIR/tls.crt" KEY="$TLS_DIR/tls.key"
-    register_target nginx_tls "nginx proxy (TLS)" proxy \
+    start_nginx "$1" "$HERE/nginx-proxy-tls.conf.in" "$port" UPSTREAM_PORT="$UPSTREAM_PORT" \
+        CERT="$TLS_DIR/tls.crt" KEY="$TLS_DIR/tls.key" HTTP2="$3"
+    register_target "$1" "$2" proxy \
         "https://127.0.0.1:$port/v1/chat/completions" "$NGINX_WORKER_PID" ""
+}
+setup_target_nginx_tls() { nginx_over_tls nginx_tls "nginx proxy (TLS)" ""; }
+setup_target_nginx_h2() {
+    nginx_over_tls nginx_h2 "nginx proxy (TLS, HTTP/2)" http2
+    T_CLIENT[nginx_h2]=h2load
 }
 
 # The same two variants run by another build (BASELINE_BIN): an A/B of two commits.
@@ -554,11 +573,56 @@ parse_wrk() {
         }' "$1"
 }
 
+# run_h2load NAME SECONDS OUTFILE: the HTTP/2 targets' flat-out run, the same POST as chat.lua's;
+# every request's duration goes to OUTFILE.log (parse_wrk reads its percentiles from there).
+run_h2load() {
+    local body=$WORK/h2.body
+    command -v h2load >/dev/null || die "h2load not found: run tests/setup.sh (nghttp2-client)"
+    [[ $SHAPE != upload ]] || die "the HTTP/2 targets send chat.lua's small POST: SHAPE=upload is not supported"
+    sed -n "s/^wrk.body = '\(.*\)'$/\1/p" "$LUA" >"$body"
+    [[ -s $body ]] || die "no wrk.body in $LUA"
+    wrk_hdr_args "$1"
+    timeout $(($2 + 30)) h2load -t1 -c"$CONNECTIONS" -m"$H2_STREAMS" -D"$2" -d "$body" \
+        -H 'content-type: application/json' "${WRK_HDR_ARGS[@]}" --log-file="$3.log" \
+        "${T_URL[$1]}" >"$3" 2>&1 &
+    WRK_PID=$!
+    if ! wait "$WRK_PID"; then
+        WRK_PID=""
+        cat "$3" >&2
+        die "h2load failed against $1"
+    fi
+    WRK_PID=""
+}
+
+# parse_h2load FILE: parse_wrk's fields from h2load's summary and its per-request log
+# (FILE.log: start µs, status, duration µs).
+parse_h2load() {
+    local pcts
+    pcts=$(cut -f3 "$1.log" | sort -n | awk '{ d[NR] = $1 } END {
+        if (NR == 0) exit 1
+        printf "%.4f %.4f %.4f", d[int(NR * 0.5) + 1] / 1000, d[int(NR * 0.9) + 1] / 1000, d[int(NR * 0.99) + 1] / 1000
+    }') || return 1
+    awk -v pcts="$pcts" '
+        /^finished in /  { rps = $4 }
+        /^requests: /    { total = $2; errors = $10 + $12 + $14 }
+        /^status codes: / { errors += $5 + $7 + $9 }
+        END {
+            split(pcts, p, " ")
+            if (rps == "" || total == "") exit 1
+            printf "%s %.4f %.4f %d %d %.4f\n", rps, p[1], p[3], total, errors, p[2]
+        }' "$1"
+}
+
 # run_wrk NAME SECONDS OUTFILE [SCRIPT]: SCRIPT defaults to the flat-out
 # chat.lua; PACE_MS is only read by chat_paced.lua. wrk runs in the
 # background and we `wait` for it, because bash only runs the INT/TERM traps
 # (cleanup) once a foreground command has finished.
 run_wrk() {
+    if [[ ${T_CLIENT[$1]:-} == h2load ]]; then
+        [[ -z ${4:-} ]] || die "the HTTP/2 targets run in the throughput phase only"
+        run_h2load "$1" "$2" "$3"
+        return
+    fi
     wrk_hdr_args "$1"
     PACE_MS=$PACE_MS LT_BODY=$BODY_LUA timeout $(($2 + 30)) wrk -t1 -c"$CONNECTIONS" -d"$2s" --latency -s "${4:-$LUA}" \
         "${WRK_HDR_ARGS[@]}" "${T_URL[$1]}" >"$3" 2>&1 &
@@ -608,7 +672,11 @@ measure() {
         max=$(sort -n "$WORK/rss.$t.$r" | tail -n 1)
         if ((max > RSS_MAX[$t])); then RSS_MAX[$t]=$max; fi
     fi
-    line=$(parse_wrk "$out") || { cat "$out" >&2; die "could not parse wrk output for $t"; }
+    if [[ ${T_CLIENT[$t]:-} == h2load ]]; then
+        line=$(parse_h2load "$out") || { cat "$out" >&2; die "could not parse h2load output for $t"; }
+    else
+        line=$(parse_wrk "$out") || { cat "$out" >&2; die "could not parse wrk output for $t"; }
+    fi
     read -r rps p50 p99 total errors _ <<<"$line"
     [[ $cpu == - ]] || rpc=$(awk -v n="$total" -v c="$cpu" 'BEGIN { if (c > 0) printf "%.0f", n / c; else print "-" }')
     ((errors == 0)) || log "WARNING: $t round $r: $errors non-2xx responses or socket errors"

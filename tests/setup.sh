@@ -32,7 +32,8 @@ venv_works() {
 # scrapes two keyways in tests/interop/test_deploy.py.
 # openssl (the CLI) and curl: the TLS tests make their certificates with one and speak HTTP/2
 # and HTTP/1.1 with the other (tests/tls.rs, tests/shutdown.rs, tests/interop/test_tls_sdk.py).
-want=(cmake pkg-config libssl-dev perl make gcc nginx-light wrk postgresql prometheus openssl curl)
+# nghttp2-client (h2load): the load test's HTTP/2 targets (loadtest/run.sh keyway_h2, nginx_h2).
+want=(cmake pkg-config libssl-dev perl make gcc nginx-light wrk postgresql prometheus openssl curl nghttp2-client)
 if [ -x "$venv/bin/python" ]; then
     : # an existing venv proves venv support
 elif ! venv_works; then
