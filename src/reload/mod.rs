@@ -12,7 +12,7 @@
 
 mod fixed;
 mod store;
-mod watch;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -4,6 +4,9 @@
 //! beside it (the file's own inode never changes) and editors save by rename. Events are
 //! debounced, and a reload whose file is unchanged does nothing.
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,41 +28,62 @@ pub struct ReloadService {
     pub on_hangup: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
+/// Watches the directories of `files` (not the files: a ConfigMap or Secret volume swaps a
+/// `..data` symlink beside them, editors and cert-manager replace by rename) and sends on `tx`
+/// when one of the files or a `..`-entry changes; other entries of the directories are ignored.
+/// The error names the directory that could not be watched.
+pub fn watch_files(
+    files: &[&Path],
+    tx: mpsc::Sender<()>,
+) -> Result<notify::RecommendedWatcher, (PathBuf, notify::Error)> {
+    let names: BTreeSet<OsString> = files
+        .iter()
+        .filter_map(|f| f.file_name().map(|n| n.to_owned()))
+        .collect();
+    let dirs: BTreeSet<PathBuf> = files
+        .iter()
+        .map(|f| match f.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        })
+        .collect();
+    let concerns = move |p: &Path| {
+        p.file_name()
+            .is_some_and(|n| names.contains(n) || n.as_encoded_bytes().starts_with(b".."))
+    };
+    let handler = move |res: notify::Result<notify::Event>| {
+        if let Ok(e) = res {
+            if !e.kind.is_access() && e.paths.iter().any(|p| concerns(p)) {
+                let _ = tx.try_send(());
+            }
+        }
+    };
+    let first = dirs.first().cloned().unwrap_or_else(|| PathBuf::from("."));
+    let mut watcher = notify::recommended_watcher(handler).map_err(|e| (first, e))?;
+    for d in &dirs {
+        watcher
+            .watch(d, RecursiveMode::NonRecursive)
+            .map_err(|e| (d.clone(), e))?;
+    }
+    Ok(watcher)
+}
+
+/// After a first event: waits until the burst of one save (or one volume swap) has settled.
+pub async fn settle(rx: &mut mpsc::Receiver<()>) {
+    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+}
+
 impl ReloadService {
     /// Watches the config file's directory; events arrive on `tx`. `None` without a file or
     /// when the directory cannot be watched (SIGHUP still works; the reason is logged).
     fn watch(&self, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
         let path = self.reloader.watched()?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        let name = path.file_name().map(|n| n.to_owned());
-        // Only the file itself, or the `..data`-style entries a ConfigMap swaps: other files
-        // of the directory (logs, say) change all the time.
-        let concerns = move |p: &std::path::Path| {
-            let n = p.file_name();
-            n == name.as_deref() || n.is_some_and(|n| n.as_encoded_bytes().starts_with(b".."))
-        };
-        let handler = move |res: notify::Result<notify::Event>| {
-            if let Ok(e) = res {
-                if !e.kind.is_access() && e.paths.iter().any(|p| concerns(p)) {
-                    let _ = tx.try_send(());
-                }
-            }
-        };
-        let started = notify::recommended_watcher(handler)
-            .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|_| w));
-        match started {
+        match watch_files(&[path.as_path()], tx) {
             Ok(w) => {
-                log::info!(
-                    "watching {} for changes to {}",
-                    dir.display(),
-                    path.display()
-                );
+                log::info!("watching the directory of {} for changes", path.display());
                 Some(w)
             }
-            Err(e) => {
+            Err((dir, e)) => {
                 log::warn!(
                     "cannot watch {} ({e}); reload with SIGHUP instead",
                     dir.display()
@@ -97,8 +121,7 @@ impl BackgroundService for ReloadService {
                     self.reloader.reload("SIGHUP").await;
                 }
                 Some(()) = rx.recv() => {
-                    // Let the burst of events of one save (or one ConfigMap swap) settle.
-                    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+                    settle(&mut rx).await;
                     self.reloader.reload("file changed").await;
                 }
             }

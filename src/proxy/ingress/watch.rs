@@ -3,35 +3,21 @@
 //! a `..data` symlink beside the files and cert-manager or an editor may replace them by rename.
 //! Events are debounced so one rotation (certificate, then key) makes one reload.
 
-use std::collections::BTreeSet;
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use notify::{RecursiveMode, Watcher};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use super::tls::ServedCert;
-
-/// Events closer together than this make one reload.
-const DEBOUNCE: Duration = Duration::from_millis(300);
+use crate::reload::watch::{settle, watch_files};
 
 pub struct CertWatch {
     pub served: Arc<ServedCert>,
     /// Watch the directories (`[tls] watch`); SIGHUP reloads either way.
     pub watch: bool,
-}
-
-fn dir_of(p: &Path) -> PathBuf {
-    match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
 }
 
 impl CertWatch {
@@ -41,40 +27,19 @@ impl CertWatch {
         if !self.watch {
             return None;
         }
-        let files = self.served.files();
-        let names: BTreeSet<OsString> = files
-            .iter()
-            .filter_map(|f| f.file_name().map(|n| n.to_owned()))
-            .collect();
-        let dirs: BTreeSet<PathBuf> = files.iter().map(|f| dir_of(f)).collect();
-        // The files themselves, or the `..data`-style entries a Secret volume swaps.
-        let concerns = move |p: &Path| {
-            p.file_name()
-                .is_some_and(|n| names.contains(n) || n.as_encoded_bytes().starts_with(b".."))
-        };
-        let handler = move |res: notify::Result<notify::Event>| {
-            if let Ok(e) = res {
-                if !e.kind.is_access() && e.paths.iter().any(|p| concerns(p)) {
-                    let _ = tx.try_send(());
-                }
+        match watch_files(&self.served.files(), tx) {
+            Ok(w) => {
+                log::info!("watching the TLS certificate's and key's directories for changes");
+                Some(w)
             }
-        };
-        let mut watcher = notify::recommended_watcher(handler)
-            .map_err(|e| {
-                log::warn!("cannot watch the TLS certificate ({e}); reload it with SIGHUP")
-            })
-            .ok()?;
-        for d in &dirs {
-            if let Err(e) = watcher.watch(d, RecursiveMode::NonRecursive) {
+            Err((dir, e)) => {
                 log::warn!(
                     "cannot watch {} ({e}); reload the TLS certificate with SIGHUP",
-                    d.display()
+                    dir.display()
                 );
-                return None;
+                None
             }
-            log::info!("watching {} for TLS certificate changes", d.display());
         }
-        Some(watcher)
     }
 }
 
@@ -95,7 +60,7 @@ impl BackgroundService for CertWatch {
                     self.served.reload("SIGHUP");
                 }
                 Some(()) = rx.recv() => {
-                    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+                    settle(&mut rx).await;
                     self.served.reload("file changed");
                 }
             }
