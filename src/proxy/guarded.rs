@@ -28,7 +28,7 @@ use pingora::protocols::{
 use pingora::proxy::Session;
 use pingora::server::ShutdownWatch;
 use pingora_prometheus::prometheus::IntCounter;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 /// A client stream with the header deadline. Pingora owns it while it serves a request; the
@@ -46,14 +46,24 @@ pub struct Guarded {
     /// Headers the proxy has parsed on this connection: a running clock belongs to the request
     /// whose number it was started under.
     headers: AtomicU32,
-    /// The header number the clock runs for, when it runs.
+    /// The header number the clock runs for, from the header's first byte.
     armed: Option<u32>,
-    /// The clock's timer: allocated at the connection's first request, reset for each next one.
+    /// The clock's timer is set for the armed header. It is set only when a read of an
+    /// unfinished header has to wait: a header that comes whole in one read costs no timer.
+    timer_set: bool,
+    /// The connection's one timer, allocated at its first wait: the keep-alive wait between
+    /// requests and the header clock take turns with it.
     sleep: Option<Pin<Box<Sleep>>>,
     first_read: bool,
-    /// The first byte of the next request, read while the connection waited for it.
-    stash: Option<u8>,
+    /// What the wait for the next request read, handed to the parser before the socket is read
+    /// again (empty, and unallocated, otherwise).
+    stash: Vec<u8>,
+    stash_at: usize,
 }
+
+/// Most bytes the wait for a request reads at once: a typical request header whole. The buffer
+/// is on the stack of each poll only, so an idle connection holds none of it.
+const WAIT_READ: usize = 4096;
 
 const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2";
 
@@ -68,9 +78,11 @@ impl Guarded {
             past_header: AtomicBool::new(false),
             headers: AtomicU32::new(0),
             armed: None,
+            timer_set: false,
             sleep: None,
             first_read: true,
-            stash: None,
+            stash: Vec::new(),
+            stash_at: 0,
         }
     }
 
@@ -78,7 +90,8 @@ impl Guarded {
         self.h2
     }
 
-    /// Waits, at most `idle`, for the first byte of the next request; `false` when the client
+    /// Waits, at most `idle`, for the next request and reads what has come of it (the one read
+    /// the parser would have made; there is no extra system call); `false` when the client
     /// closed, the wait ran out or (with a `shutdown` watch) the server is shutting down: the
     /// connection is then closed.
     pub(super) async fn next_request(
@@ -95,17 +108,58 @@ impl Guarded {
                 None => std::future::pending().await,
             }
         };
-        let mut byte = [0u8; 1];
-        tokio::select! {
-            read = tokio::time::timeout(idle, self.inner.read(&mut byte)) => match read {
-                Ok(Ok(1)) => {
-                    self.stash = Some(byte[0]);
-                    true
-                }
-                _ => false,
-            },
-            _ = stopping => false,
+        let mut stopping = std::pin::pin!(stopping);
+        // The header clock gives the timer up to the wait.
+        self.timer_set = false;
+        let mut waiting = false;
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(got) = self.poll_stash(cx) {
+                return Poll::Ready(got);
+            }
+            if stopping.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(false);
+            }
+            let deadline = match std::mem::replace(&mut waiting, true) {
+                false => Some(tokio::time::Instant::now() + idle),
+                true => None,
+            };
+            match self.timer(deadline).poll(cx) {
+                Poll::Ready(()) => Poll::Ready(false),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Reads what has come into the stash: `Ready(false)` at the end of the stream or on an
+    /// error (nothing of a request was read, so the connection just closes).
+    fn poll_stash(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); WAIT_READ];
+        let mut buf = ReadBuf::uninit(&mut space);
+        match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                self.stash = buf.filled().to_vec();
+                self.stash_at = 0;
+                Poll::Ready(true)
+            }
+            Poll::Ready(_) => Poll::Ready(false),
         }
+    }
+
+    /// The connection's timer, first set to (or moved to) `deadline` when one is given.
+    fn timer(&mut self, deadline: Option<tokio::time::Instant>) -> Pin<&mut Sleep> {
+        let timeout = self.timeout;
+        let sleep = self.sleep.get_or_insert_with(|| {
+            let d = deadline.unwrap_or_else(|| tokio::time::Instant::now() + timeout);
+            Box::pin(tokio::time::sleep_until(d))
+        });
+        if let Some(d) = deadline {
+            if sleep.deadline() != d {
+                sleep.as_mut().reset(d);
+            }
+        }
+        sleep.as_mut()
     }
 
     fn header_read(&self) {
@@ -123,7 +177,8 @@ impl Guarded {
             && self.armed == Some(self.headers.load(Ordering::Acquire))
     }
 
-    /// After bytes came in: starts the clock at the first byte of a header.
+    /// After bytes came in: starts the clock at the first byte of a header (its timer is set at
+    /// the first read that has to wait, microseconds later).
     fn after_read(&mut self, got: &[u8]) {
         if got.is_empty() || self.h2 {
             return;
@@ -133,12 +188,8 @@ impl Guarded {
             return;
         }
         if self.armed.is_none() && !self.past_header.load(Ordering::Acquire) {
-            let deadline = tokio::time::Instant::now() + self.timeout;
-            match self.sleep.as_mut() {
-                Some(sleep) => sleep.as_mut().reset(deadline),
-                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            }
             self.armed = Some(self.headers.load(Ordering::Acquire));
+            self.timer_set = false;
         }
     }
 }
@@ -172,24 +223,33 @@ impl AsyncRead for Guarded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if let Some(b) = this.stash.take() {
-            if buf.remaining() > 0 {
-                buf.put_slice(&[b]);
-                this.after_read(&[b]);
-                // The rest of the request in the same read, when it is there: the parser then
-                // sees the whole header at once, as without the wait.
-                let before = buf.filled().len();
-                if let Poll::Ready(Ok(())) = Pin::new(&mut this.inner).poll_read(cx, buf) {
-                    this.after_read(&buf.filled()[before..]);
-                }
-                return Poll::Ready(Ok(()));
+        if this.stash_at < this.stash.len() && buf.remaining() > 0 {
+            let rest = &this.stash[this.stash_at..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.stash_at += n;
+            let stash = std::mem::take(&mut this.stash);
+            this.after_read(&stash[this.stash_at - n..this.stash_at]);
+            if this.stash_at < stash.len() {
+                this.stash = stash;
             }
-            this.stash = Some(b);
+            return Poll::Ready(Ok(()));
         }
-        if this.clock_is_current() {
-            if let Some(sleep) = this.sleep.as_mut() {
-                if sleep.as_mut().poll(cx).is_ready() {
+        if !this.clock_is_current() {
+            this.armed = None;
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        match polled {
+            Poll::Ready(Ok(())) => this.after_read(&buf.filled()[before..]),
+            Poll::Pending if this.clock_is_current() => {
+                let deadline = match std::mem::replace(&mut this.timer_set, true) {
+                    false => Some(tokio::time::Instant::now() + this.timeout),
+                    true => None,
+                };
+                if this.timer(deadline).poll(cx).is_ready() {
                     this.armed = None;
+                    this.timer_set = false;
                     this.expired.inc();
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
@@ -197,13 +257,7 @@ impl AsyncRead for Guarded {
                     )));
                 }
             }
-        } else {
-            this.armed = None;
-        }
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            this.after_read(&buf.filled()[before..]);
+            _ => {}
         }
         polled
     }
@@ -310,7 +364,7 @@ impl Peek for Guarded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncWriteExt, DuplexStream};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     const DEADLINE: Duration = Duration::from_millis(50);
 
@@ -363,6 +417,43 @@ mod tests {
         let e = read(&mut g).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         assert_eq!(expired.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_wait_reads_the_request_once_and_hands_it_over_in_the_readers_pieces() {
+        let (mut g, mut client, expired) = pair();
+        let request =
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: a\r\ncontent-length: 2\r\n\r\n{}";
+        client.write_all(request).await.unwrap();
+        assert!(g.next_request(Duration::from_secs(10), None).await);
+        // Everything that had come was read by the wait: the socket has nothing left.
+        assert_eq!(g.stash, request);
+        // A reader with a small buffer gets the stash in order, then waits on the socket.
+        let mut got = Vec::new();
+        while got.len() < request.len() {
+            let mut piece = [0u8; 10];
+            let n = g.read(&mut piece).await.unwrap();
+            assert!(n > 0 && n <= 10);
+            got.extend_from_slice(&piece[..n]);
+        }
+        assert_eq!(got, request);
+        assert!(
+            g.stash.is_empty() && g.stash.capacity() == 0,
+            "the stash is freed"
+        );
+        client.write_all(b"next").await.unwrap();
+        assert_eq!(read(&mut g).await.unwrap(), b"next");
+        assert_eq!(expired.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_keepalive_wait_ends_when_idle_too_long() {
+        let (mut g, _client, expired) = pair();
+        let started = std::time::Instant::now();
+        assert!(!g.next_request(DEADLINE, None).await);
+        assert!(started.elapsed() >= DEADLINE);
+        // Not a header deadline: nothing of a request came.
+        assert_eq!(expired.get(), 0);
     }
 
     #[tokio::test]
