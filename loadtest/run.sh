@@ -58,7 +58,8 @@
 #          download - the small POST, a 1 MiB JSON answer
 #        PROFILE=1       also sample every keyway and bare target with `perf record` during
 #                        the last throughput round, and report where each pair's time per
-#                        request goes, symbol by symbol (keyway minus bare, in µs per request)
+#                        request goes, symbol by symbol (keyway minus bare, in µs per request;
+#                        with base targets, keyway minus base too: where a build's time went)
 #        BARE_BIN=...    (default <target dir>/dist/examples/bare-pingora, built with keyway)
 #        KEYWAY_BIN=...  (default ${CARGO_TARGET_DIR:-~/.cache/keyway/target}/dist/keyway,
 #                         rebuilt with `cargo build --profile dist` unless NO_BUILD=1)
@@ -837,7 +838,7 @@ perf_symbols() {
 # the symbols where keyway spends the most time over bare Pingora.
 profile_report() {
     local pair a b ua ub
-    for pair in "keyway bare" "keyway_key bare_key"; do
+    for pair in "keyway bare" "keyway_key bare_key" "keyway base" "keyway_key base_key"; do
         set -- $pair
         a=$1 b=$2
         [[ -f $WORK/perf.$a.data && -f $WORK/perf.$b.data ]] || continue

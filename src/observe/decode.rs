@@ -159,6 +159,14 @@ impl Reader {
         self.write(chunk)
     }
 
+    /// Reads the answer's last chunk (`Scanner::feed_last` when the answer is not encoded).
+    pub fn feed_last(&mut self, chunk: &[u8]) -> bool {
+        match &mut self.state {
+            State::Plain(s) => s.feed_last(chunk),
+            _ => self.feed(chunk),
+        }
+    }
+
     fn write(&mut self, bytes: &[u8]) -> bool {
         if bytes.is_empty() {
             return false;

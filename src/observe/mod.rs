@@ -68,10 +68,13 @@ impl Observer {
         state.logged = self.log.as_ref().is_some_and(AccessLog::sampled);
     }
 
-    /// An upstream attempt begins.
+    /// An upstream attempt begins. The clock is read only for a request that will be logged
+    /// (the timings below are the access log's).
     pub fn attempt(&self, state: &mut State) {
         state.attempts += 1;
-        state.upstream_start.get_or_insert_with(Instant::now);
+        if state.logged {
+            state.upstream_start.get_or_insert_with(Instant::now);
+        }
     }
 
     /// The upstream's answer header arrived (the last attempt's counts).
@@ -82,7 +85,9 @@ impl Observer {
         status: u16,
         body: (Shape, Encoding),
     ) {
-        state.ttfb = Some(started.elapsed());
+        if state.logged {
+            state.ttfb = Some(started.elapsed());
+        }
         state.scanner = match (self.usage, status) {
             (true, 200..=299) => Reader::new(body.0, body.1).map(Box::new),
             _ => None,
@@ -99,13 +104,19 @@ impl Observer {
     ) -> Option<Duration> {
         let s = state.scanner.as_mut()?;
         let mut ttft = None;
-        if s.feed(chunk) {
+        let first = match end {
+            true => s.feed_last(chunk),
+            false => s.feed(chunk),
+        };
+        if first {
             ttft = Some(started.elapsed());
             state.ttft = ttft;
         }
         if end {
             s.finish();
-            state.upstream_end = Some(Instant::now());
+            if state.logged {
+                state.upstream_end = Some(Instant::now());
+            }
         }
         ttft
     }

@@ -3,7 +3,9 @@
 
 use http::HeaderValue;
 
-pub const HEADER: http::HeaderName = http::HeaderName::from_static("x-request-id");
+pub const HEADER: http::HeaderName = http::HeaderName::from_static(NAME);
+/// The name as Pingora's header inserts take it without copying it.
+pub const NAME: &str = "x-request-id";
 
 /// Longest client id kept; a longer one is replaced.
 pub const MAX_LEN: usize = 128;
@@ -23,11 +25,14 @@ pub fn accept_or_make(client: Option<&HeaderValue>) -> HeaderValue {
     }
 }
 
+/// A new id. Its bytes are allocated once and shared by every copy of the value (the request
+/// upstream, the answer, the access log).
 pub fn make() -> HeaderValue {
     let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let s = id.hyphenated().encode_lower(&mut buf);
-    HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("-"))
+    id.hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buf))
+        .unwrap_or(HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]

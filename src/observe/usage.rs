@@ -161,6 +161,19 @@ impl Scanner {
         }
     }
 
+    /// Reads the answer's last chunk, as [`feed`](Self::feed) does. A JSON answer that comes
+    /// whole in this chunk (the usual small answer) is read where it is, without keeping a
+    /// copy of its head and tail: the same bytes are read as `feed` then `finish` would.
+    pub fn feed_last(&mut self, chunk: &[u8]) -> bool {
+        if self.shape == Shape::Json && self.carry.is_empty() && self.tail.is_empty() {
+            let head = &chunk[..chunk.len().min(HEAD)];
+            let tail = &chunk[chunk.len().saturating_sub(TAIL)..];
+            self.read_json(head, tail);
+            return false;
+        }
+        self.feed(chunk)
+    }
+
     /// The answer ended: a JSON answer is read now, a stream's last line if it had no `\n`.
     pub fn finish(&mut self) {
         if self.shape == Shape::Sse && !self.carry.is_empty() && !self.skipping {
@@ -168,14 +181,21 @@ impl Scanner {
             self.line(&line);
         }
         if self.shape == Shape::Json {
-            if let Some(u) = usage_object(&self.tail).and_then(|s| serde_json::from_slice(s).ok()) {
-                self.merge(&u);
-            }
-            if self.model.is_none() {
-                self.model = model_in(&self.carry).map(str::to_owned);
-            }
-            self.carry = Vec::new();
-            self.tail = Vec::new();
+            let (head, tail) = (
+                std::mem::take(&mut self.carry),
+                std::mem::take(&mut self.tail),
+            );
+            self.read_json(&head, &tail);
+        }
+    }
+
+    /// A JSON answer's `usage` from its tail and, unless already known, `model` from its head.
+    fn read_json(&mut self, head: &[u8], tail: &[u8]) {
+        if let Some(u) = usage_object(tail).and_then(|s| serde_json::from_slice(s).ok()) {
+            self.merge(&u);
+        }
+        if self.model.is_none() {
+            self.model = model_in(head).map(str::to_owned);
         }
     }
 

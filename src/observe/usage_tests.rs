@@ -8,11 +8,17 @@ fn tokens(p: u64, c: u64, t: Option<u64>) -> Tokens {
     }
 }
 
-/// Feeds `body` in chunks of `size` bytes; the index of the chunk that held the first content.
+/// Feeds `body` in chunks of `size` bytes, the last as the answer's last (as the proxy does);
+/// the index of the chunk that held the first content.
 fn feed_in(s: &mut Scanner, body: &[u8], size: usize) -> Option<usize> {
     let mut first = None;
+    let n = body.chunks(size).count();
     for (i, c) in body.chunks(size).enumerate() {
-        if s.feed(c) && first.replace(i).is_some() {
+        let got = match i + 1 == n {
+            true => s.feed_last(c),
+            false => s.feed(c),
+        };
+        if got && first.replace(i).is_some() {
             panic!("first content reported twice");
         }
     }
@@ -60,10 +66,13 @@ fn a_json_answer_whose_usage_is_beyond_the_tail_counts_nothing() {
     let body = format!(
         r#"{{"model":"m","usage":{{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}},"pad":"{pad}{pad}"}}"#
     );
-    let mut s = Scanner::new(Shape::Json);
-    feed_in(&mut s, body.as_bytes(), 1000);
-    assert!(!s.tokens.known());
-    assert_eq!(s.model.as_deref(), Some("m"));
+    // In pieces, or whole in one last chunk (read where it is): the same bytes are read.
+    for size in [1000, 100_000] {
+        let mut s = Scanner::new(Shape::Json);
+        feed_in(&mut s, body.as_bytes(), size);
+        assert!(!s.tokens.known(), "chunks of {size}");
+        assert_eq!(s.model.as_deref(), Some("m"));
+    }
     // Near the end of a long answer it is found, whatever the chunking.
     let body = format!(
         r#"{{"model":"m","pad":"{pad}{pad}","usage":{{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}}}"#

@@ -12,9 +12,10 @@
 //! An HTTP/1 connection is served here request by request, as Pingora's own `ServerApp` does
 //! (same keep-alive defaults, same per-connection settings carried from one request to the
 //! next), with one difference: before each request (the first too) the connection waits for
-//! its first byte here, holding only the stream, and not inside the proxy's request future,
-//! which is allocated per request and sized for the whole proxy path. That is most of what an idle keep-alive
-//! connection cost (README, Limits). HTTP/2 (ALPN or h2c) goes to Pingora's loop unchanged.
+//! it here, holding only the stream, and not inside the proxy's request future, which is
+//! allocated per request and sized for the whole proxy path. That is most of what an idle
+//! keep-alive connection cost (README, Limits). HTTP/2 (ALPN or h2c) goes to Pingora's loop
+//! unchanged.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,15 +1,21 @@
 //! The client stream of an HTTP/1 connection as Pingora reads it, with the total deadline for
 //! a request header that Pingora lacks (it bounds each read only, by its 60 s keep-alive
-//! timeout, so a header sent a byte at a time never ends), and the wait for the first byte of
-//! the next request on a kept-alive connection (`connections.rs`).
+//! timeout, so a header sent a byte at a time never ends), and the wait for the next request
+//! on a kept-alive connection (`connections.rs`).
+//!
+//! The wait reads what has come of the next request (the one read the parser would have made)
+//! into a buffer on the stack of that poll, keeps those bytes and hands them to the parser
+//! first: an idle connection holds no read buffer and a request costs no extra system call.
 //!
 //! The clock starts at the first byte of each request and, when it runs out before the proxy
 //! has parsed the header, fails the read Pingora is waiting on: Pingora closes the connection
 //! (no answer; it has no request to answer) and `keyway_limit_rejections_total
-//! {limit="header_deadline"}` counts it. The proxy's `request_filter` stops the clock
-//! ([`header_read`]) and its `logging` re-arms it for the next request ([`request_done`]).
-//! HTTP/2 (ALPN or the h2c preface) is left alone: its streams share the connection and are
-//! bounded by Pingora's HTTP/2 settings.
+//! {limit="header_deadline"}` counts it. Its timer is set at the first read of an unfinished
+//! header that has to wait (microseconds after the first byte), so a header that comes whole
+//! costs none. The proxy's `request_filter` stops the clock ([`header_read`]) and its
+//! `logging` re-arms it for the next request ([`request_done`]). HTTP/2 (ALPN or the h2c
+//! preface) is left alone: its streams share the connection and are bounded by Pingora's
+//! HTTP/2 settings.
 
 use std::future::Future;
 use std::io;

@@ -536,7 +536,7 @@ impl ProxyHttp for Gateway {
             status,
             elapsed.as_secs_f64(),
         );
-        self.observe_finished(session, ctx, status);
+        self.observe_finished(session, ctx, status, elapsed);
         trace::finish(session, ctx, status);
     }
 

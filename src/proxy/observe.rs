@@ -9,12 +9,16 @@ use super::{Ctx, Gateway};
 use crate::observe::{decode::Encoding, request_id, usage::Shape, Done};
 
 impl Gateway {
-    /// The request's id (the client's when sane, else a new one) replaces whatever the client
-    /// sent, so the upstream receives it with the request.
+    /// The request's id: the client's when it sent one sane id, which then goes upstream as
+    /// it is; else a new one, which replaces whatever the client sent.
     pub(super) fn observe_request(&self, session: &mut Session, ctx: &mut Ctx) {
         let req = session.req_header_mut();
-        let id = request_id::accept_or_make(req.headers.get(request_id::HEADER));
-        let _ = req.insert_header(request_id::HEADER, id.clone());
+        let mut sent = req.headers.get_all(request_id::HEADER).iter();
+        let (first, more) = (sent.next(), sent.next());
+        let id = request_id::accept_or_make(first.filter(|_| more.is_none()));
+        if first != Some(&id) {
+            let _ = req.insert_header(request_id::NAME, id.clone());
+        }
         self.observe.start(&mut ctx.obs, id);
     }
 
@@ -36,7 +40,7 @@ impl Gateway {
     /// The id goes back to the client on the proxied answer.
     pub(super) fn observe_response(&self, resp: &mut ResponseHeader, ctx: &Ctx) {
         if let Some(id) = &ctx.obs.request_id {
-            let _ = resp.insert_header(request_id::HEADER, id.clone());
+            let _ = resp.insert_header(request_id::NAME, id.clone());
         }
     }
 
@@ -49,7 +53,13 @@ impl Gateway {
     }
 
     /// The request ended.
-    pub(super) fn observe_finished(&self, session: &Session, ctx: &mut Ctx, status: u16) {
+    pub(super) fn observe_finished(
+        &self,
+        session: &Session,
+        ctx: &mut Ctx,
+        status: u16,
+        elapsed: std::time::Duration,
+    ) {
         let req = session.req_header();
         let plan = ctx.plan.as_ref();
         let route = plan.and_then(|p| ctx.rt.routes.names().get(p.route.0));
@@ -57,7 +67,7 @@ impl Gateway {
             method: req.method.as_str(),
             path: req.uri.path(),
             status,
-            elapsed: ctx.started.elapsed(),
+            elapsed,
             provider: ctx.provider(),
             route: route.map(String::as_str),
             target: ctx.strategy.as_ref().map(|a| a.current().0),

@@ -136,20 +136,42 @@ workspace = "team-a"
         Some(replaced.as_str())
     );
 
+    // Two ids, each sane: neither is kept, one new id replaces both upstream.
+    let r = client
+        .post(kw.url("/v1/chat/completions"))
+        .header("x-portkey-api-key", gw.as_str())
+        .header("x-portkey-config", &config)
+        .header("x-request-id", "twice-1")
+        .header("x-request-id", "twice-2")
+        .body(BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let fresh = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(fresh.len(), 36, "{fresh}");
+    let sent: Vec<_> = b.requests()[2]
+        .headers
+        .get_all("x-request-id")
+        .iter()
+        .cloned()
+        .collect();
+    assert_eq!(sent, [fresh.as_str()]);
+
     // 3. keyway's own answer (a wrong gateway key) carries the id too.
     let r = send(Some("client-req-4"), "kw-not-a-key").await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["x-request-id"], "client-req-4");
     let refusal = r.text().await.unwrap();
-    assert_eq!(b.requests().len(), 2, "nothing more sent upstream");
+    assert_eq!(b.requests().len(), 3, "nothing more sent upstream");
 
     // 4. A caller with a JWT instead of a gateway key.
     let r = send(Some("client-req-5"), &token).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-request-id"], "client-req-5");
-    assert_eq!(b.requests()[2].header("x-request-id"), Some("client-req-5"));
+    assert_eq!(b.requests()[3].header("x-request-id"), Some("client-req-5"));
 
-    let got = lines(&log, 5).await;
+    let got = lines(&log, 6).await;
     let expected: BTreeSet<String> = FIELDS.iter().map(|s| s.to_string()).collect();
     assert_eq!(expected.len(), FIELDS.len());
     for l in &got {
@@ -166,9 +188,10 @@ workspace = "team-a"
         "client-req-1",
         made.as_str(),
         replaced.as_str(),
+        fresh.as_str(),
         "client-req-5",
     ];
-    for (l, id) in got[..3].iter().chain(&got[4..]).zip(ids) {
+    for (l, id) in got[..4].iter().chain(&got[5..]).zip(ids) {
         assert_eq!(l["request_id"], id);
         assert_eq!(l["status"], 200);
         assert_eq!(l["provider"], "openai");
@@ -186,7 +209,7 @@ workspace = "team-a"
         assert!(is_ms(&l["ttfb_ms"]) && is_ms(&l["upstream_ms"]), "{l}");
     }
     // Refused before routing: no provider, route, caller or upstream.
-    let refused = &got[3];
+    let refused = &got[4];
     assert_eq!(refused["request_id"], "client-req-4");
     assert_eq!(refused["status"], 401);
     assert_eq!(refused["bytes_in"], 0, "refused before its body was read");
@@ -209,7 +232,7 @@ workspace = "team-a"
     }
 
     // The token metrics of the same answers: the allow-listed model, the caller's workspace.
-    for (kind, n) in [("prompt", 44.0), ("completion", 28.0), ("total", 72.0)] {
+    for (kind, n) in [("prompt", 55.0), ("completion", 35.0), ("total", 90.0)] {
         let series = format!(
             r#"keyway_llm_tokens_total{{kind="{kind}",model="gpt-4o",provider="openai",route="portkey",workspace="team-a"}}"#
         );
