@@ -37,6 +37,8 @@ fn head(target: &str, extra: &str, length: usize, close: bool) -> String {
 struct Answer {
     status: u16,
     json: Value,
+    /// The answer's `x-request-id` (lowercased with the rest of the head).
+    request_id: Option<String>,
 }
 
 /// Reads one answer (Content-Length framed) from `s`, within 20 s.
@@ -55,7 +57,15 @@ async fn read_answer(s: &mut TcpStream) -> Answer {
                 let status = head[9..12].parse().unwrap();
                 let body = &data[end + 4..end + 4 + length];
                 let json = serde_json::from_slice(body).unwrap_or(Value::Null);
-                return Answer { status, json };
+                let request_id = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("x-request-id:"))
+                    .map(|v| v.trim().to_owned());
+                return Answer {
+                    status,
+                    json,
+                    request_id,
+                };
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -251,10 +261,12 @@ async fn oversized_headers_get_431_and_long_targets_414_by_default() {
     };
     let chat = || "/v1/chat/completions".to_owned();
 
-    // One 70 KB header.
-    let a = send(chat(), format!("x-big: {}\r\n", "a".repeat(70_000))).await;
+    // One 70 KB header. The refusal carries the client's request id.
+    let extra = format!("x-request-id: limit-1\r\nx-big: {}\r\n", "a".repeat(70_000));
+    let a = send(chat(), extra).await;
     assert_eq!(a.status, 431, "{}", a.json);
     assert_eq!(a.json["error"]["code"], "request_header_fields_too_large");
+    assert_eq!(a.request_id.as_deref(), Some("limit-1"));
     // 200 headers of 1 KB.
     let many: String = (0..200)
         .map(|i| format!("x-h{i}: {}\r\n", "b".repeat(1000)))
@@ -266,6 +278,7 @@ async fn oversized_headers_get_431_and_long_targets_414_by_default() {
     let a = send(long, String::new()).await;
     assert_eq!(a.status, 414, "{}", a.json);
     assert_eq!(a.json["error"]["code"], "uri_too_long");
+    assert_eq!(a.request_id.map(|id| id.len()), Some(36), "a new id");
     // From 64 KiB on, Pingora refuses the target itself (400) before keyway sees it (the
     // `http` crate's URI length limit).
     let longer = format!("/v1/chat/completions?q={}", "c".repeat(64 * 1024));

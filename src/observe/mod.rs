@@ -62,9 +62,11 @@ impl Observer {
         }
     }
 
-    /// A request begins: whether it will be logged.
-    pub fn start(&self, state: &mut State, id: HeaderValue) {
+    /// A request begins with its id (`made`: keyway's, replacing whatever the client sent):
+    /// whether it will be logged.
+    pub fn start(&self, state: &mut State, id: HeaderValue, made: bool) {
         state.request_id = Some(id);
+        state.id_made = made;
         state.logged = self.log.as_ref().is_some_and(AccessLog::sampled);
     }
 
@@ -194,6 +196,8 @@ impl Observer {
 #[derive(Debug, Default)]
 pub struct State {
     pub request_id: Option<HeaderValue>,
+    /// The id is keyway's: it replaces the client's header(s) on the upstream request.
+    pub id_made: bool,
     /// This request is written to the access log (sampled in).
     logged: bool,
     /// Upstream attempts begun (Pingora's retries of a reused connection included).

@@ -19,6 +19,7 @@ pub(super) async fn refused(
     session: &mut Session,
     limits: &LimitSettings,
     metrics: &LimitMetrics,
+    id: Option<&http::HeaderValue>,
 ) -> bool {
     guarded::header_read(session);
     // Pingora's own per-read timeout (60 s) would otherwise bound a stalled body.
@@ -32,7 +33,7 @@ pub(super) async fn refused(
         Limit::UriLength => GatewayError::UriTooLong(limits.max_uri_bytes),
         _ => GatewayError::HeaderTooLarge(limits.max_header_bytes),
     };
-    respond::error(session, &ErrorResponse::from(&e)).await;
+    respond::error(session, &ErrorResponse::from(&e), id).await;
     true
 }
 

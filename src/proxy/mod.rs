@@ -291,7 +291,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        if limits::refused(session, &self.limits, &self.warm.metrics.limits).await {
+        self.observe_request(session, ctx);
+        let id = ctx.obs.request_id.as_ref();
+        if limits::refused(session, &self.limits, &self.warm.metrics.limits, id).await {
             return Ok(true);
         }
         if let Some(control) = &self.admin {
@@ -301,7 +303,6 @@ impl ProxyHttp for Gateway {
                 return Ok(true);
             }
         }
-        self.observe_request(session, ctx);
         ctx.trace = trace::begin(self.tracer.as_ref(), session);
         let m = &self.warm.metrics;
         m.in_flight.inc();
@@ -309,7 +310,7 @@ impl ProxyHttp for Gateway {
         match self.prepare(session, ctx).await {
             Ok(()) => Ok(false),
             Err(resp) => {
-                respond::error(session, &resp).await;
+                respond::error(session, &resp, ctx.obs.request_id.as_ref()).await;
                 Ok(true)
             }
         }
@@ -359,6 +360,7 @@ impl ProxyHttp for Gateway {
             req.remove_header(&http::header::TRANSFER_ENCODING);
             req.insert_header(http::header::CONTENT_LENGTH, send.len())?;
         }
+        self.observe_upstream(req, ctx);
         trace::upstream(ctx, req)?;
         match &ctx.plan {
             Some(plan) => upstream::rewrite(
@@ -508,8 +510,8 @@ impl ProxyHttp for Gateway {
         };
         let code = match answer {
             Some(resp) if session.response_written().is_none() => {
-                respond::error_with(session, &resp, marks.as_ref().map_or(&[][..], |m| &m[..]))
-                    .await;
+                let marks = marks.as_ref().map_or(&[][..], |m| &m[..]);
+                respond::error_with(session, &resp, marks, ctx.obs.request_id.as_ref()).await;
                 resp.status
             }
             _ => 0,

@@ -2,24 +2,34 @@
 //! answer's shape and body for the usage scan, and the request's facts when it ends.
 
 use bytes::Bytes;
-use pingora::http::ResponseHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 
 use super::{Ctx, Gateway};
 use crate::observe::{decode::Encoding, request_id, usage::Shape, Done};
 
 impl Gateway {
-    /// The request's id: the client's when it sent one sane id, which then goes upstream as
-    /// it is; else a new one, which replaces whatever the client sent.
-    pub(super) fn observe_request(&self, session: &mut Session, ctx: &mut Ctx) {
-        let req = session.req_header_mut();
-        let mut sent = req.headers.get_all(request_id::HEADER).iter();
+    /// The request's id: the client's when it sent one sane id (it then goes upstream as it
+    /// is), else a new one ([`observe_upstream`](Self::observe_upstream) sends it instead).
+    pub(super) fn observe_request(&self, session: &Session, ctx: &mut Ctx) {
+        let mut sent = session
+            .req_header()
+            .headers
+            .get_all(request_id::HEADER)
+            .iter();
         let (first, more) = (sent.next(), sent.next());
         let id = request_id::accept_or_make(first.filter(|_| more.is_none()));
-        if first != Some(&id) {
+        let made = first != Some(&id);
+        self.observe.start(&mut ctx.obs, id, made);
+    }
+
+    /// The request leaves for the upstream: a new id replaces whatever the client sent. Set
+    /// here, on Pingora's copy of the request, after the credentials were stripped (the map
+    /// then has room for it).
+    pub(super) fn observe_upstream(&self, req: &mut RequestHeader, ctx: &Ctx) {
+        if let Some(id) = ctx.obs.request_id.as_ref().filter(|_| ctx.obs.id_made) {
             let _ = req.insert_header(request_id::NAME, id.clone());
         }
-        self.observe.start(&mut ctx.obs, id);
     }
 
     /// An upstream attempt begins.

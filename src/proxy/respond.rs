@@ -1,27 +1,24 @@
 //! keyway's own responses (errors it decides on before or instead of the upstream's).
 
+use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 use crate::error::ErrorResponse;
-use crate::observe::request_id::HEADER;
+use crate::observe::request_id::NAME;
 
-/// The request's id (set on the request when it arrived), for keyway's own answers too.
-fn request_id(session: &Session) -> Option<http::HeaderValue> {
-    session.req_header().headers.get(HEADER).cloned()
-}
-
-/// Writes a JSON error and closes the connection afterwards: the request body may be unread,
-/// so the connection cannot safely carry another request.
-pub async fn error(session: &mut Session, resp: &ErrorResponse) {
-    error_with(session, resp, &[]).await
+/// Writes a JSON error, with the request's id, and closes the connection afterwards: the
+/// request body may be unread, so the connection cannot safely carry another request.
+pub async fn error(session: &mut Session, resp: &ErrorResponse, id: Option<&HeaderValue>) {
+    error_with(session, resp, &[], id).await
 }
 
 /// `error` with extra response headers.
 pub async fn error_with(
     session: &mut Session,
     resp: &ErrorResponse,
-    extra: &[(http::HeaderName, http::HeaderValue)],
+    extra: &[(http::HeaderName, HeaderValue)],
+    id: Option<&HeaderValue>,
 ) {
     let body = resp.body();
     let mut header = match ResponseHeader::build(resp.status, Some(5)) {
@@ -38,7 +35,7 @@ pub async fn error_with(
         && extra
             .iter()
             .all(|(k, v)| header.insert_header(k.clone(), v.clone()).is_ok())
-        && request_id(session).is_none_or(|id| header.insert_header(HEADER, id).is_ok());
+        && id.is_none_or(|id| header.insert_header(NAME, id.clone()).is_ok());
     if !ok {
         return;
     }
