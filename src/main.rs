@@ -9,9 +9,15 @@ use keyway::auth::{keys, Role};
 use keyway::reload::Overrides;
 use keyway::{app, config, env::Env};
 
+// The allocator (Cargo.toml, README: Performance): jemalloc by default, mimalloc when asked for,
+// glibc's with neither feature.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// A high-throughput gateway for LLM APIs (Portkey-compatible), on Pingora.
 #[derive(Debug, Parser)]
