@@ -3,10 +3,10 @@
 //!
 //! - A stream (`text/event-stream`) is split into lines; only a line split across chunks is
 //!   carried over, up to [`MAX_LINE`] bytes (a longer line is skipped to its end: it is content,
-//!   not usage). A `data:` line is parsed only when it holds a `"usage"` object: OpenAI's last
-//!   chunk (`stream_options.include_usage`), Anthropic's `message_start` and `message_delta`,
-//!   the Responses API's `response.completed`. Later counts replace earlier ones (Anthropic's
-//!   are running totals).
+//!   not usage). Of a `data:` line holding a `"usage"` object (OpenAI's last chunk with
+//!   `stream_options.include_usage`, Anthropic's `message_start` and `message_delta`, the
+//!   Responses API's `response.completed`) only that object is parsed, and the event's first
+//!   `"model"` read. Later counts replace earlier ones (Anthropic's are running totals).
 //! - A JSON answer keeps its first [`HEAD`] bytes (for `model`) and its last [`TAIL`] to
 //!   `2 * TAIL` bytes (for `usage`, which OpenAI and Anthropic put at the end); an answer whose
 //!   `usage` object is not within the tail counts no tokens rather than costing memory.
@@ -14,7 +14,6 @@
 //! Anthropic's prompt count is `input_tokens` plus its cache reads and writes, as OpenAI's
 //! `prompt_tokens` includes cached tokens.
 
-use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use memchr::memmem::Finder;
@@ -113,24 +112,6 @@ struct Raw {
     cache_read_input_tokens: Option<u64>,
 }
 
-#[derive(Deserialize)]
-struct Inner<'a> {
-    #[serde(borrow)]
-    model: Option<Cow<'a, str>>,
-    usage: Option<Raw>,
-}
-
-#[derive(Deserialize)]
-struct Event<'a> {
-    #[serde(borrow)]
-    model: Option<Cow<'a, str>>,
-    usage: Option<Raw>,
-    #[serde(borrow)]
-    message: Option<Inner<'a>>,
-    #[serde(borrow)]
-    response: Option<Inner<'a>>,
-}
-
 impl Scanner {
     pub fn new(shape: Shape) -> Scanner {
         Scanner {
@@ -191,11 +172,17 @@ impl Scanner {
 
     /// A JSON answer's `usage` from its tail and, unless already known, `model` from its head.
     fn read_json(&mut self, head: &[u8], tail: &[u8]) {
-        if let Some(u) = usage_object(tail).and_then(|s| serde_json::from_slice(s).ok()) {
+        self.take(usage_object(tail), head);
+    }
+
+    /// Counts a `usage` object (only it is parsed: the rest of the answer or event is never
+    /// deserialized) and, unless already known, takes the first `model` in `around`.
+    fn take(&mut self, usage: Option<&[u8]>, around: &[u8]) {
+        if let Some(u) = usage.and_then(|s| serde_json::from_slice::<Raw>(s).ok()) {
             self.merge(&u);
         }
         if self.model.is_none() {
-            self.model = model_in(head).map(str::to_owned);
+            self.model = model_in(around).map(str::to_owned);
         }
     }
 
@@ -253,29 +240,10 @@ impl Scanner {
         let payload = payload.trim_ascii();
         let first = !self.content_seen && carries_content(payload);
         self.content_seen |= first;
-        if usage_object(payload).is_some() {
-            if let Ok(e) = serde_json::from_slice::<Event>(payload) {
-                self.event(e);
-            }
+        if let Some(usage) = usage_object(payload) {
+            self.take(Some(usage), payload);
         }
         first
-    }
-
-    fn event(&mut self, e: Event) {
-        let inner = e.message.into_iter().chain(e.response);
-        let mut model = e.model;
-        for i in inner {
-            if let Some(u) = i.usage {
-                self.merge(&u);
-            }
-            model = model.or(i.model);
-        }
-        if let Some(u) = e.usage {
-            self.merge(&u);
-        }
-        if self.model.is_none() {
-            self.model = model.filter(|m| m.len() <= MAX_MODEL).map(Cow::into_owned);
-        }
     }
 
     fn merge(&mut self, u: &Raw) {
