@@ -125,3 +125,51 @@ impl UsageMetrics {
         self.response_size[p].observe(response as f64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora_prometheus::prometheus::Encoder;
+
+    fn exposition(r: &Registry) -> String {
+        let mut out = Vec::new();
+        pingora_prometheus::prometheus::TextEncoder::new()
+            .encode(&r.gather(), &mut out)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn token_counts_add_up_per_label_set_and_absent_kinds_print_no_series() {
+        let r = Registry::new();
+        let m = UsageMetrics::new(&r).unwrap();
+        let labels = |workspace| UsageLabels {
+            provider: Some(Provider::OpenAi),
+            route: "portkey",
+            workspace,
+            model: "gpt-4o",
+        };
+        m.tokens(&labels("a"), Some(10), Some(5), Some(15));
+        m.tokens(&labels("a"), Some(1), Some(2), Some(3));
+        m.tokens(&labels("b"), None, Some(7), None);
+        let text = exposition(&r);
+        let series = |ws: &str, kind: &str| {
+            format!(
+                "keyway_llm_tokens_total{{kind=\"{kind}\",model=\"gpt-4o\",provider=\"openai\",route=\"portkey\",workspace=\"{ws}\"}}"
+            )
+        };
+        for (ws, kind, n) in [
+            ("a", "prompt", 11),
+            ("a", "completion", 7),
+            ("a", "total", 18),
+            ("b", "completion", 7),
+        ] {
+            assert!(
+                text.contains(&format!("{} {n}\n", series(ws, kind))),
+                "{ws} {kind}: {text}"
+            );
+        }
+        assert!(!text.contains(&series("b", "prompt")), "{text}");
+        assert!(!text.contains(&series("b", "total")), "{text}");
+    }
+}
