@@ -24,6 +24,16 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 
+/// Sends `signal` (`HUP`, `TERM`, `QUIT`, …) to process `pid` with kill(1).
+pub fn send_signal(pid: u32, signal: &str) {
+    let ok = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal} {pid} failed");
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
@@ -450,12 +460,7 @@ impl Keyway {
 
     /// Sends `signal` (`HUP`, `TERM`, …) to the process.
     pub fn signal(&self, signal: &str) {
-        let ok = Command::new("kill")
-            .args([format!("-{signal}"), self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{signal} failed");
+        send_signal(self.child.id(), signal);
     }
 
     /// The value of one series (`name{labels}` exactly as Prometheus prints it; 0 if absent).

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 
-use crate::common::{free_port, log_dir};
+use crate::common::{free_port, log_dir, send_signal};
 
 pub const CHAT_BODY: &str = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
 
@@ -196,12 +196,7 @@ impl Proc {
     }
 
     pub fn signal(&self, signal: &str) {
-        let ok = Command::new("kill")
-            .args([format!("-{signal}"), self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{signal} failed");
+        send_signal(self.child.id(), signal);
     }
 
     /// Waits (bounded by `within`) for the process to exit.

@@ -202,6 +202,15 @@ async fn an_absent_or_invalid_traceparent_starts_a_new_trace() {
     }
 }
 
+/// No span of trace `trace` (hex) reached the collector.
+fn assert_not_exported(collector: &Collector, trace: &str) {
+    let spans = collector.spans();
+    assert!(
+        spans.iter().all(|s| hex::encode(&s.trace_id) != trace),
+        "a span of trace {trace} was exported"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unsampled_trace_is_propagated_but_not_exported() {
     let collector = Collector::start(200).await;
@@ -218,10 +227,7 @@ async fn an_unsampled_trace_is_propagated_but_not_exported() {
     let tp = format!("00-{sampled}-{PARENT}-01");
     assert_eq!(chat(&kw, &[("traceparent", &tp)]).await, 200);
     collector.wait_spans(sampled, 2).await;
-    assert!(collector
-        .spans()
-        .iter()
-        .all(|s| hex::encode(&s.trace_id) != TRACE));
+    assert_not_exported(&collector, TRACE);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -237,10 +243,7 @@ async fn sample_ratio_zero_records_no_new_trace() {
     let tp = format!("00-{TRACE}-{PARENT}-01");
     assert_eq!(chat(&kw, &[("traceparent", &tp)]).await, 200);
     collector.wait_spans(TRACE, 2).await;
-    assert!(collector
-        .spans()
-        .iter()
-        .all(|s| hex::encode(&s.trace_id) != new_trace));
+    assert_not_exported(&collector, &new_trace);
 }
 
 #[tokio::test(flavor = "multi_thread")]
