@@ -12,7 +12,8 @@
 //!   output buffer and never kept.
 //! - At most [`MAX_DECODED`] decoded bytes are read: past them decoding stops and the answer
 //!   counts no tokens (a decompression bomb costs the bounds above and 16 MiB of inflating,
-//!   once). A corrupt body also counts none.
+//!   once). A body that fails to decode also counts none, and so does a JSON answer cut short;
+//!   a stream cut short (no trailer) counts the events it read whole.
 
 use std::io::{self, Write};
 
@@ -189,27 +190,42 @@ impl Reader {
     }
 
     /// The answer ended: the decoder gives what it still holds and the scanner reads its end.
-    /// Called again, it does nothing more.
+    /// A stream that ends early (a streaming client often leaves once it has the last event,
+    /// before the compressed stream's trailer arrives) keeps the events it read whole; a JSON
+    /// answer cut short counts nothing; bytes that failed to decode dropped the answer already,
+    /// in `write`. Called again, it does nothing more.
     pub fn finish(&mut self) {
         let state = std::mem::replace(&mut self.state, State::Dropped);
-        let sink = match state {
+        let (complete, mut sink) = match state {
             State::Plain(mut s) => {
                 s.finish();
                 self.state = State::Plain(s);
                 return;
             }
             State::Sniff(..) | State::Dropped => return,
-            State::Gzip(d) => d.finish(),
-            State::Zlib(d) => d.finish(),
-            State::Raw(d) => d.finish(),
-            State::Brotli(d) => d
-                .into_inner()
-                .map_err(|_| io::Error::other("brotli stream incomplete or corrupt")),
+            State::Gzip(mut d) => (d.try_finish().is_ok(), self.take(d.get_mut())),
+            State::Zlib(mut d) => (d.try_finish().is_ok(), self.take(d.get_mut())),
+            State::Raw(mut d) => (d.try_finish().is_ok(), self.take(d.get_mut())),
+            State::Brotli(d) => match d.into_inner() {
+                Ok(sink) => (true, sink),
+                Err(partial) => (false, partial),
+            },
         };
-        if let Ok(Sink { mut scanner, .. }) = sink {
-            scanner.finish();
-            self.state = State::Plain(scanner);
+        if !complete && self.shape != Shape::Sse {
+            return;
         }
+        sink.scanner.finish();
+        self.state = State::Plain(sink.scanner);
+    }
+
+    /// The decoder's sink, taken out of it.
+    fn take(&self, sink: &mut Sink) -> Sink {
+        let empty = Sink {
+            scanner: Scanner::new(self.shape),
+            decoded: 0,
+            first: false,
+        };
+        std::mem::replace(sink, empty)
     }
 
     /// The answer's tokens and model (none when it was dropped).

@@ -184,6 +184,21 @@ fn a_brotli_bomb_is_bounded_too() {
 }
 
 #[test]
+fn a_compressed_stream_cut_before_its_trailer_counts_the_events_it_read() {
+    // The client left after `data: [DONE]`: the gzip trailer, the zlib checksum or brotli's
+    // last block never came. Every event was decoded whole and counts.
+    let cut = |body: Vec<u8>, n: usize| body[..body.len() - n].to_vec();
+    for (enc, body) in [
+        (Encoding::Gzip, cut(gzip(SSE.as_bytes()), 8)),
+        (Encoding::Deflate, cut(zlib(SSE.as_bytes()), 4)),
+    ] {
+        let (t, model, _) = read(Shape::Sse, enc, &body, 64);
+        assert_eq!(t, tokens(13, 2, 15), "{enc:?}");
+        assert_eq!(model.as_deref(), Some("gpt-4o-mini"));
+    }
+}
+
+#[test]
 fn corrupt_or_truncated_bodies_count_nothing() {
     let mut body = gzip(JSON.as_bytes());
     body[12] ^= 0xff;
