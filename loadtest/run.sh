@@ -60,6 +60,8 @@
 #                        the last throughput round, and report where each pair's time per
 #                        request goes, symbol by symbol (keyway minus bare, in µs per request;
 #                        with base targets, keyway minus base too: where a build's time went)
+#        PERF_ARGS="-F 1999"  perf record's sampling options (e.g. add --call-graph=dwarf)
+#        PERF_KEEP=DIR   copy every perf.<target>.data there, for `perf report -i` afterwards
 #        BARE_BIN=...    (default <target dir>/dist/examples/bare-pingora, built with keyway)
 #        KEYWAY_BIN=...  (default ${CARGO_TARGET_DIR:-~/.cache/keyway/target}/dist/keyway,
 #                         rebuilt with `cargo build --profile dist` unless NO_BUILD=1)
@@ -89,6 +91,8 @@ TARGETS=${TARGETS:-"direct keyway keyway_gwkey keyway_gwkey_api keyway_jwt keywa
 OUT=${OUT:-$HERE/results/latest.md}
 SHAPE=${SHAPE:-json}
 PROFILE=${PROFILE:-}
+PERF_ARGS=${PERF_ARGS:-"-F 1999"}
+PERF_KEEP=${PERF_KEEP:-}
 PERF_PID=""                # the perf record of the current round
 SHAPE_HDR=""               # the header that selects the upstream's answer (sse, download)
 SMOKE_MATCH='"chat.completion"' # what a proxied answer must contain
@@ -653,7 +657,8 @@ measure() {
     fi
     if [[ -n $PROFILE && $r == "$ROUNDS" && ( ${T_KIND[$t]} == keyway || ${T_KIND[$t]} == bare ) ]]; then
         # Self time per symbol; the first second is left out (wrk connecting).
-        (sleep 1 && exec perf record -q -F 1999 -p "$pid" -o "$WORK/perf.$t.data" -- sleep $((DURATION > 3 ? DURATION - 2 : 1))) \
+        # shellcheck disable=SC2086 # PERF_ARGS is a list of options
+        (sleep 1 && exec perf record -q $PERF_ARGS -p "$pid" -o "$WORK/perf.$t.data" -- sleep $((DURATION > 3 ? DURATION - 2 : 1))) \
             >"$WORK/perf.$t.log" 2>&1 &
         PERF_PID=$!
     fi
@@ -661,6 +666,7 @@ measure() {
     if [[ -n $PERF_PID ]]; then
         wait "$PERF_PID" || { cat "$WORK/perf.$t.log" >&2; die "perf record failed for $t"; }
         PERF_PID=""
+        if [[ -n $PERF_KEEP ]]; then mkdir -p "$PERF_KEEP" && cp "$WORK/perf.$t.data" "$PERF_KEEP/"; fi
     fi
     if [[ -n $pid ]]; then
         c1=$(cpu_ticks "$pid")
