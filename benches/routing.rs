@@ -18,6 +18,9 @@ use keyway::vocab::Provider;
 /// The open posture with no provider keys of its own: callers bring theirs, as most drop-in
 /// Portkey deployments do.
 const CONFIG: &str = "";
+/// The load test's `keyway` target: the provider's key is in the configuration, and the client
+/// sends only `x-portkey-provider`.
+const KEYED: &str = "[providers.openai]\napi_key = \"sk-configured-bench\"\n";
 
 const PATH: &str = "/v1/chat/completions";
 const HOST: Option<&str> = Some("gw.local");
@@ -159,10 +162,43 @@ fn bench_rewrite(c: &mut Criterion, router: &Router, also_strip: &[http::HeaderN
     g.finish();
 }
 
+/// The same two steps for the load test's request: the key comes from the configuration.
+fn bench_configured_key(c: &mut Criterion, router: &Router, also_strip: &[http::HeaderName]) {
+    let uri = Uri::from_static(PATH);
+    let h = client_headers(&[("x-portkey-provider", "openai")]);
+    let plan = route(router, &uri, &h);
+    assert_eq!(static_auth(&plan).1, "Bearer sk-configured-bench");
+    let mut g = c.benchmark_group("routing");
+    g.bench_function("portkey_provider_configured_key", |b| {
+        b.iter(|| route(router, black_box(&uri), black_box(&h)))
+    });
+    g.finish();
+
+    let template = client_request(&h);
+    let mut req = template.clone();
+    keyway::proxy::rewrite(&mut req, &plan, None, None, also_strip).expect("rewrite");
+    assert_eq!(req.headers["authorization"], "Bearer sk-configured-bench");
+    let mut g = c.benchmark_group("upstream");
+    g.bench_function("rewrite_configured_key", |b| {
+        b.iter_batched(
+            || template.clone(),
+            |mut req| {
+                keyway::proxy::rewrite(&mut req, black_box(&plan), None, None, also_strip)
+                    .expect("rewrite");
+                req
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let (rt, _warm) = support::runtime(CONFIG);
     bench_portkey(c, &rt.router);
     bench_rewrite(c, &rt.router, &rt.auth.credential_headers);
+    let (keyed, _warm) = support::runtime(KEYED);
+    bench_configured_key(c, &keyed.router, &keyed.auth.credential_headers);
 }
 
 criterion_group!(routing, benches);

@@ -31,6 +31,32 @@ impl MappedKey {
     }
 }
 
+/// A provider's key from the configuration, as its header in both of the provider's styles
+/// (see `auth_for`'s `native`): built with the runtime, not per request. `Err` when the key
+/// holds characters not allowed in a header.
+#[derive(Debug)]
+pub struct ConfiguredKey {
+    native: Result<Option<AuthHeader>, &'static str>,
+    compat: Result<Option<AuthHeader>, &'static str>,
+}
+
+impl ConfiguredKey {
+    pub fn new(provider: Provider, key: &str) -> ConfiguredKey {
+        ConfiguredKey {
+            native: auth_for(provider, key, true),
+            compat: auth_for(provider, key, false),
+        }
+    }
+
+    /// The key's header in one style.
+    pub fn header(&self, native: bool) -> Result<Option<AuthHeader>, &'static str> {
+        match native {
+            true => self.native.clone(),
+            false => self.compat.clone(),
+        }
+    }
+}
+
 /// The header that carries `key` for `provider`; `native` selects Anthropic's own API
 /// (x-api-key) over its OpenAI-compatible one (Bearer). `Ok(None)` for providers that take no
 /// credential.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
-pub use credentials::{auth_for, default_scope, secret_auth, MappedKey};
+pub use credentials::{auth_for, default_scope, secret_auth, ConfiguredKey, MappedKey};
 use custom_host::TrustedHosts;
 pub use plan::{AuthHeader, Plan, RouteError, SecretAuth, UpstreamAuth};
 pub use portkey_route::Parsed;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 
-use super::credentials::MappedKey;
+use super::credentials::{ConfiguredKey, MappedKey};
 use super::strategy::Tree;
 use super::url::BaseUrl;
 use super::UpstreamAuth;
@@ -14,7 +14,6 @@ use crate::cache::secrets::Entry;
 use crate::cache::tokens::TokenCache;
 use crate::credentials::spec::IdentityContext;
 use crate::credentials::workload::WorkloadDefaults;
-use crate::secret::Secret;
 use crate::vocab::Provider;
 
 /// A host known when the runtime is built: its `Host` header is built once.
@@ -42,8 +41,8 @@ impl FixedHost {
 pub struct ProviderRoute {
     pub base: BaseUrl,
     pub fixed: Option<FixedHost>,
-    /// The configuration's key.
-    pub default_key: Option<Secret>,
+    /// The configuration's key, as its headers.
+    pub default_key: Option<ConfiguredKey>,
     /// The default key from a secret reference.
     pub mapped_key: Option<MappedKey>,
     pub api_version: Option<Box<str>>,

@@ -12,8 +12,8 @@ use crate::config::Config;
 use crate::credentials::spec::IdentityContext;
 use crate::routing::url::BaseUrl;
 use crate::routing::{
-    FixedHost, FrontDoor, FrontDoorTarget, HeaderCredentials, MappedKey, ProviderRoute, Router,
-    RouterParts, StoredConfig, VirtualKeyRoute,
+    ConfiguredKey, FixedHost, FrontDoor, FrontDoorTarget, HeaderCredentials, MappedKey,
+    ProviderRoute, Router, RouterParts, StoredConfig, VirtualKeyRoute,
 };
 use crate::vocab::Provider;
 
@@ -139,7 +139,9 @@ fn providers(config: &Config, creds: &mut Builder<'_>) -> Result<Vec<ProviderRou
                 configured: settings.is_some_and(|s| s.base_url.is_some()),
                 fixed: FixedHost::of(&base),
                 base,
-                default_key: settings.and_then(|s| s.api_key.clone()),
+                default_key: settings
+                    .and_then(|s| s.api_key.as_ref())
+                    .map(|k| ConfiguredKey::new(p, k.expose())),
                 mapped_key,
                 api_version: settings.and_then(|s| s.api_version.as_deref().map(Into::into)),
             })

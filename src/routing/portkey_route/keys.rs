@@ -30,7 +30,7 @@ pub(super) fn configured_key_auth(
         .default_key
         .as_ref()
         .ok_or(RouteError::MissingKey(provider))?;
-    auth_for(provider, key.expose(), native)
+    key.header(native)
         .map(|a| (a.map(UpstreamAuth::Static), None))
         .map_err(|_| RouteError::MissingKey(provider))
 }
