@@ -19,6 +19,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's settings (its `malloc_conf`, read before `main`; `_RJEM_MALLOC_CONF` in the
+/// environment still overrides each). Pingora allocates a 64 KiB upstream body buffer per
+/// request: with jemalloc's defaults that is above what a thread caches (32 KiB), so it goes to
+/// the arena every time, and every 64 KiB allocated starts a cache collection that hands
+/// small-object slabs back and takes them again. Caching up to 128 KiB and collecting every
+/// 4 MiB measured 1.05x requests per CPU-second on JSON, same RSS (README, Performance).
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[export_name = "_rjem_malloc_conf"]
+pub static JEMALLOC_CONF: &[u8; 47] = b"tcache_max:131072,tcache_gc_incr_bytes:4194304\0";
+
 /// A high-throughput gateway for LLM APIs (Portkey-compatible), on Pingora.
 #[derive(Debug, Parser)]
 #[command(version, about)]

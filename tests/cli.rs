@@ -21,6 +21,23 @@ fn keyway(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// The default build's jemalloc runs with keyway's settings (src/main.rs), and the environment
+/// can still override each of them.
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[test]
+fn jemalloc_runs_with_keyways_settings() {
+    // `stats_print` makes jemalloc print its options when the process exits.
+    let (code, out) = keyway(&["--version"], &[("_RJEM_MALLOC_CONF", "stats_print:true")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("opt.tcache_max: 131072\n"), "{out}");
+    assert!(out.contains("opt.tcache_gc_incr_bytes: 4194304\n"), "{out}");
+    let env = [("_RJEM_MALLOC_CONF", "stats_print:true,tcache_max:32768")];
+    let (code, out) = keyway(&["--version"], &env);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("opt.tcache_max: 32768\n"), "{out}");
+    assert!(out.contains("opt.tcache_gc_incr_bytes: 4194304\n"), "{out}");
+}
+
 #[test]
 fn shipped_examples_are_valid() {
     // Read at run time: a test binary built from another checkout sharing the target directory
