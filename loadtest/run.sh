@@ -3,7 +3,7 @@
 #   direct  - straight to a fixed nginx upstream,
 #   keyway  - through keyway (1 proxy thread),
 #   nginx   - through a one-worker nginx reverse proxy that injects the key,
-# in interleaved rounds (A B C A B C ...). Two phases:
+# in interleaved rounds (A B C, B C A, C A B, ...: see ORDER). Two phases:
 #   throughput - wrk flat out: medians of req/s, p50/p99 latency, requests
 #                per proxy-CPU-second, plus keyway's RSS;
 #   latency    - a fixed offered load well below saturation (chat_paced.lua:
@@ -51,6 +51,8 @@
 #                        TARGETS="keyway_h2 nginx_h2"
 #          base, base_key: `keyway` and `keyway_key` run by BASELINE_BIN (another build, e.g. the
 #                        previous commit), for an A/B of two builds in the same rounds
+#        ORDER=rotate    round R starts at the R-th target (A B C, B C A, ...), so places in the
+#                        round even out over rounds; ORDER=fixed: TARGETS' order every round
 #        SHAPE=json      what every request and answer looks like:
 #          json     - the ~160-byte chat POST, a ~330-byte JSON answer (default)
 #          sse      - the same POST, answered as OpenAI's stream: text/event-stream, 9 events
@@ -91,6 +93,7 @@ TARGETS=${TARGETS:-"direct keyway keyway_gwkey keyway_gwkey_api keyway_jwt keywa
 OUT=${OUT:-$HERE/results/latest.md}
 SHAPE=${SHAPE:-json}
 PROFILE=${PROFILE:-}
+ORDER=${ORDER:-rotate}
 PERF_ARGS=${PERF_ARGS:-"-F 1999"}
 PERF_KEEP=${PERF_KEEP:-}
 PERF_PID=""                # the perf record of the current round
@@ -135,6 +138,21 @@ LOG_PREFIX=loadtest
 . "$HERE/lib.sh"
 
 # --- process bookkeeping -----------------------------------------------------
+
+# The targets in round R's order. ORDER=rotate (the default) starts round R one target further
+# along (A B C, B C A, C A B, ...), so no target always runs right after the same one: with a
+# fixed order, the same two builds differed by up to 5% with the order swapped.
+round_order() {
+    local r=$1 i n
+    local -a list
+    read -r -a list <<<"$TARGETS"
+    n=${#list[@]}
+    if [[ $ORDER == fixed ]]; then
+        echo "${list[*]}"
+        return
+    fi
+    for ((i = 0; i < n; i++)); do printf '%s ' "${list[(r - 1 + i) % n]}"; done
+}
 
 # Stop everything we started (the current wrk, sampler and perf first).
 cleanup() {
@@ -952,7 +970,7 @@ environment() {
         echo "- bare Pingora: $BARE_BIN (built $(date -u -r "$BARE_BIN" '+%Y-%m-%d %H:%M UTC'))"
     fi
     if [[ -n $RUN_THROUGHPUT ]]; then
-        echo "- throughput phase: $ROUNDS interleaved rounds × ${DURATION} s, flat out (no think time)"
+        echo "- throughput phase: $ROUNDS interleaved rounds × ${DURATION} s, flat out (no think time), order $ORDER"
     fi
     if [[ -n $RUN_LATENCY ]]; then
         echo "- latency phase: $LAT_ROUNDS interleaved rounds × ${LAT_DURATION} s, $(offered_load) ($(basename "$LUA_PACED"))"
@@ -972,6 +990,7 @@ main() {
         esac
     done
     [[ -n $RUN_THROUGHPUT$RUN_LATENCY ]] || die "PHASES is empty"
+    [[ $ORDER == rotate || $ORDER == fixed ]] || die "unknown ORDER '$ORDER' (known: rotate fixed)"
     case $SHAPE in
         json) ;;
         sse) SHAPE_HDR="x-loadtest-shape: sse" SMOKE_MATCH="data: [DONE]" ;;
@@ -1024,12 +1043,12 @@ main() {
 
     if [[ -n $RUN_THROUGHPUT ]]; then
         for ((r = 1; r <= ROUNDS; r++)); do
-            for t in $TARGETS; do measure "$t" "$r"; done
+            for t in $(round_order "$r"); do measure "$t" "$r"; done
         done
     fi
     if [[ -n $RUN_LATENCY ]]; then
         for ((r = 1; r <= LAT_ROUNDS; r++)); do
-            for t in $TARGETS; do measure_latency "$t" "$r"; done
+            for t in $(round_order "$r"); do measure_latency "$t" "$r"; done
         done
     fi
 
