@@ -53,6 +53,12 @@
 #                        previous commit), for an A/B of two builds in the same rounds
 #        ORDER=rotate    round R starts at the R-th target (A B C, B C A, ...), so places in the
 #                        round even out over rounds; ORDER=fixed: TARGETS' order every round
+#        PAIRED=1        throughput phase only: TARGETS taken two by two ("bare keyway bare_key
+#                        keyway_key"), each pair driven at the same moment by two wrk runs of
+#                        CONNECTIONS connections each, so both proxies meet the same contention
+#                        from the rest of the machine; their requests per CPU-second compare
+#                        within the pair. RSS under load is read once after each run; no perf
+#                        profiles in this mode
 #        SHAPE=json      what every request and answer looks like:
 #          json     - the ~160-byte chat POST, a ~330-byte JSON answer (default)
 #          sse      - the same POST, answered as OpenAI's stream: text/event-stream, 9 events
@@ -94,6 +100,7 @@ OUT=${OUT:-$HERE/results/latest.md}
 SHAPE=${SHAPE:-json}
 PROFILE=${PROFILE:-}
 ORDER=${ORDER:-rotate}
+PAIRED=${PAIRED:-}
 PERF_ARGS=${PERF_ARGS:-"-F 1999"}
 PERF_KEEP=${PERF_KEEP:-}
 PERF_PID=""                # the perf record of the current round
@@ -709,6 +716,35 @@ measure() {
     log "round $r $t: $rps req/s, p50 $p50 ms, p99 $p99 ms, proxy CPU ${cpu} s, req/CPU-s $rpc, errors $errors"
 }
 
+# measure_pair A B ROUND: A and B driven at the same moment (PAIRED=1); a line each in $WORK/rounds
+# as `measure` writes them, the CPU of each proxy counted over the same window.
+measure_pair() {
+    local a=$1 b=$2 r=$3 t pid line rps p50 p99 total errors cpu rpc max
+    local -A c0=() wrk=()
+    for t in "$a" "$b"; do
+        pid=${T_PID[$t]}
+        [[ -n $pid ]] || die "PAIRED=1 needs proxies with a process of their own ($t has none)"
+        alive "$pid" || { show_log "${T_LOG[$t]:-}"; die "$t died"; }
+        c0[$t]=$(cpu_ticks "$pid")
+    done
+    for t in "$a" "$b"; do
+        run_wrk "$t" "$DURATION" "$WORK/wrk.$t.$r" &
+        wrk[$t]=$!
+    done
+    for t in "$a" "$b"; do wait "${wrk[$t]}" || die "wrk failed against $t"; done
+    for t in "$a" "$b"; do
+        cpu=$(awk -v d=$(($(cpu_ticks "${T_PID[$t]}") - c0[$t])) -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", d / hz }')
+        line=$(parse_wrk "$WORK/wrk.$t.$r") || { cat "$WORK/wrk.$t.$r" >&2; die "could not parse wrk output for $t"; }
+        read -r rps p50 p99 total errors _ <<<"$line"
+        rpc=$(awk -v n="$total" -v c="$cpu" 'BEGIN { if (c > 0) printf "%.0f", n / c; else print "-" }')
+        ((errors == 0)) || log "WARNING: $t round $r: $errors non-2xx responses or socket errors"
+        max=$(rss_kib "${T_PID[$t]}")
+        if ((max > ${RSS_MAX[$t]:-0})); then RSS_MAX[$t]=$max; fi
+        echo "$t $r $rps $p50 $p99 $total $errors $cpu $rpc" >>"$WORK/rounds"
+        log "round $r $t (paired): $rps req/s, proxy CPU ${cpu} s, req/CPU-s $rpc, errors $errors"
+    done
+}
+
 # measure_latency NAME ROUND: one paced wrk run; appends a line to
 # $WORK/lat_rounds:
 # name round rps p50 p90 p99 total errors cpu_seconds cpu_percent
@@ -970,7 +1006,7 @@ environment() {
         echo "- bare Pingora: $BARE_BIN (built $(date -u -r "$BARE_BIN" '+%Y-%m-%d %H:%M UTC'))"
     fi
     if [[ -n $RUN_THROUGHPUT ]]; then
-        echo "- throughput phase: $ROUNDS interleaved rounds × ${DURATION} s, flat out (no think time), order $ORDER"
+        echo "- throughput phase: $ROUNDS interleaved rounds × ${DURATION} s, flat out (no think time), order $ORDER${PAIRED:+, paired: two targets at a time}"
     fi
     if [[ -n $RUN_LATENCY ]]; then
         echo "- latency phase: $LAT_ROUNDS interleaved rounds × ${LAT_DURATION} s, $(offered_load) ($(basename "$LUA_PACED"))"
@@ -981,6 +1017,8 @@ environment() {
 # --- main --------------------------------------------------------------------
 
 main() {
+    local -a pairs
+    local i
     local t r p missing=()
     for p in $PHASES; do
         case $p in
@@ -991,6 +1029,10 @@ main() {
     done
     [[ -n $RUN_THROUGHPUT$RUN_LATENCY ]] || die "PHASES is empty"
     [[ $ORDER == rotate || $ORDER == fixed ]] || die "unknown ORDER '$ORDER' (known: rotate fixed)"
+    if [[ -n $PAIRED ]]; then
+        [[ -z $RUN_LATENCY && -z $PROFILE ]] || die "PAIRED=1 runs the throughput phase only, without PROFILE"
+        (($(wc -w <<<"$TARGETS") % 2 == 0)) || die "PAIRED=1 takes TARGETS two by two: give an even number"
+    fi
     case $SHAPE in
         json) ;;
         sse) SHAPE_HDR="x-loadtest-shape: sse" SMOKE_MATCH="data: [DONE]" ;;
@@ -1043,7 +1085,14 @@ main() {
 
     if [[ -n $RUN_THROUGHPUT ]]; then
         for ((r = 1; r <= ROUNDS; r++)); do
-            for t in $(round_order "$r"); do measure "$t" "$r"; done
+            if [[ -n $PAIRED ]]; then
+                read -r -a pairs <<<"$TARGETS"
+                for ((i = 0; i + 1 < ${#pairs[@]}; i += 2)); do
+                    measure_pair "${pairs[i]}" "${pairs[i + 1]}" "$r"
+                done
+            else
+                for t in $(round_order "$r"); do measure "$t" "$r"; done
+            fi
         done
     fi
     if [[ -n $RUN_LATENCY ]]; then
