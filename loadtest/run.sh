@@ -668,8 +668,7 @@ run_wrk() {
 # measure NAME ROUND: one wrk run; appends a line to $WORK/rounds:
 # name round rps p50 p99 total errors cpu_seconds req_per_cpu_s
 measure() {
-    local t=$1 r=$2 pid=${T_PID[$1]} out=$WORK/wrk.$1.$2 c0=0 c1 cpu=- rpc=- line max
-    local rps p50 p99 total errors
+    local t=$1 r=$2 pid=${T_PID[$1]} out=$WORK/wrk.$1.$2 c0=0 c1 cpu=- max
     if [[ -n $pid ]]; then
         alive "$pid" || { show_log "${T_LOG[$t]:-}"; die "$t died"; }
         c0=$(cpu_ticks "$pid")
@@ -704,6 +703,13 @@ measure() {
         max=$(sort -n "$WORK/rss.$t.$r" | tail -n 1)
         if ((max > RSS_MAX[$t])); then RSS_MAX[$t]=$max; fi
     fi
+    record_round "$t" "$r" "$out" "$cpu"
+}
+
+# record_round NAME ROUND OUTPUT CPU_SECONDS: parses the client's OUTPUT and appends the
+# round's line to $WORK/rounds (CPU_SECONDS `-`: the target has no process of its own).
+record_round() {
+    local t=$1 r=$2 out=$3 cpu=$4 rpc=- line rps p50 p99 total errors
     if [[ ${T_CLIENT[$t]:-} == h2load ]]; then
         line=$(parse_h2load "$out") || { cat "$out" >&2; die "could not parse h2load output for $t"; }
     else
@@ -719,7 +725,7 @@ measure() {
 # measure_pair A B ROUND: A and B driven at the same moment (PAIRED=1); a line each in $WORK/rounds
 # as `measure` writes them, the CPU of each proxy counted over the same window.
 measure_pair() {
-    local a=$1 b=$2 r=$3 t pid line rps p50 p99 total errors cpu rpc max
+    local a=$1 b=$2 r=$3 t pid cpu max
     local -A c0=() wrk=()
     for t in "$a" "$b"; do
         pid=${T_PID[$t]}
@@ -734,14 +740,9 @@ measure_pair() {
     for t in "$a" "$b"; do wait "${wrk[$t]}" || die "wrk failed against $t"; done
     for t in "$a" "$b"; do
         cpu=$(awk -v d=$(($(cpu_ticks "${T_PID[$t]}") - c0[$t])) -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", d / hz }')
-        line=$(parse_wrk "$WORK/wrk.$t.$r") || { cat "$WORK/wrk.$t.$r" >&2; die "could not parse wrk output for $t"; }
-        read -r rps p50 p99 total errors _ <<<"$line"
-        rpc=$(awk -v n="$total" -v c="$cpu" 'BEGIN { if (c > 0) printf "%.0f", n / c; else print "-" }')
-        ((errors == 0)) || log "WARNING: $t round $r: $errors non-2xx responses or socket errors"
         max=$(rss_kib "${T_PID[$t]}")
         if ((max > ${RSS_MAX[$t]:-0})); then RSS_MAX[$t]=$max; fi
-        echo "$t $r $rps $p50 $p99 $total $errors $cpu $rpc" >>"$WORK/rounds"
-        log "round $r $t (paired): $rps req/s, proxy CPU ${cpu} s, req/CPU-s $rpc, errors $errors"
+        record_round "$t" "$r" "$WORK/wrk.$t.$r" "$cpu"
     done
 }
 

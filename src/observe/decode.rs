@@ -64,6 +64,16 @@ struct Sink {
     first: bool,
 }
 
+impl Sink {
+    fn new(shape: Shape) -> Sink {
+        Sink {
+            scanner: Scanner::new(shape),
+            decoded: 0,
+            first: false,
+        }
+    }
+}
+
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.decoded += buf.len() as u64;
@@ -113,11 +123,7 @@ impl Reader {
         if shape == Shape::Other {
             return None;
         }
-        let sink = || Sink {
-            scanner: Scanner::new(shape),
-            decoded: 0,
-            first: false,
-        };
+        let sink = || Sink::new(shape);
         let state = match encoding {
             Encoding::Identity => State::Plain(Scanner::new(shape)),
             Encoding::Gzip => State::Gzip(MultiGzDecoder::new(sink())),
@@ -220,12 +226,7 @@ impl Reader {
 
     /// The decoder's sink, taken out of it.
     fn take(&self, sink: &mut Sink) -> Sink {
-        let empty = Sink {
-            scanner: Scanner::new(self.shape),
-            decoded: 0,
-            first: false,
-        };
-        std::mem::replace(sink, empty)
+        std::mem::replace(sink, Sink::new(self.shape))
     }
 
     /// The answer's tokens and model (none when it was dropped).
