@@ -59,6 +59,10 @@
 #                        from the rest of the machine; their requests per CPU-second compare
 #                        within the pair. RSS under load is read once after each run; no perf
 #                        profiles in this mode
+#        PIN=1           the proxies on CPU 1 (every thread of each, from its start), wrk, the
+#                        upstream nginx, perf and this script on CPU 0 (taskset): each proxy
+#                        has a core to itself, so its CPU per request moves less with wrk's and
+#                        the upstream's scheduling; the two-core split is PIN="0 1" (rest, proxy)
 #        SHAPE=json      what every request and answer looks like:
 #          json     - the ~160-byte chat POST, a ~330-byte JSON answer (default)
 #          sse      - the same POST, answered as OpenAI's stream: text/event-stream, 9 events
@@ -101,6 +105,8 @@ SHAPE=${SHAPE:-json}
 PROFILE=${PROFILE:-}
 ORDER=${ORDER:-rotate}
 PAIRED=${PAIRED:-}
+PIN=${PIN:-}
+PIN_REST="" PIN_PROXY="" # CPUs for everything else and for the proxies (PIN)
 PERF_ARGS=${PERF_ARGS:-"-F 1999"}
 PERF_KEEP=${PERF_KEEP:-}
 PERF_PID=""                # the perf record of the current round
@@ -319,9 +325,13 @@ start_keyway() {
     log "keyway $name on 127.0.0.1:$listen (metrics $metrics, admin $admin, pid $pid, idle RSS ${RSS_IDLE[$name]} KiB)"
 }
 
-# register_target NAME LABEL KIND URL CPU_PID HEADERS
+# register_target NAME LABEL KIND URL CPU_PID HEADERS; with PIN, CPU_PID's threads move to the
+# proxies' CPU.
 register_target() {
     T_LABEL[$1]=$2 T_KIND[$1]=$3 T_URL[$1]=$4 T_PID[$1]=$5 T_HDRS[$1]=$6
+    if [[ -n $PIN_PROXY && -n $5 ]]; then
+        taskset -apc "$PIN_PROXY" "$5" >/dev/null || die "taskset: could not pin $1 (pid $5) to CPU $PIN_PROXY"
+    fi
 }
 
 # --- targets -----------------------------------------------------------------
@@ -993,7 +1003,7 @@ environment() {
     local rev
     rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "- host: $(nproc) CPUs, kernel $(uname -r), $(uname -m)"
+    echo "- host: $(nproc --all) CPUs, kernel $(uname -r), $(uname -m)"
     echo "- wrk: $( (wrk -v 2>&1 || true) | head -n 1 | awk '{ print $1, $2 }')"
     echo "- nginx: $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')"
     if [[ -n ${KEYWAY_RESOLVED:-} ]]; then
@@ -1012,7 +1022,11 @@ environment() {
     if [[ -n $RUN_LATENCY ]]; then
         echo "- latency phase: $LAT_ROUNDS interleaved rounds × ${LAT_DURATION} s, $(offered_load) ($(basename "$LUA_PACED"))"
     fi
-    echo "- every process shares the same $(nproc) cores: wrk, the upstream nginx and the proxy; numbers are medians over rounds"
+    if [[ -n $PIN_PROXY ]]; then
+        echo "- pinned (PIN): each proxy on CPU $PIN_PROXY, wrk, the upstream nginx and the rest on CPU $PIN_REST; numbers are medians over rounds"
+    else
+        echo "- every process shares the same $(nproc) cores: wrk, the upstream nginx and the proxy; numbers are medians over rounds"
+    fi
 }
 
 # --- main --------------------------------------------------------------------
@@ -1041,6 +1055,15 @@ main() {
         upload) LUA=$HERE/chat_upload.lua BODY_LUA=$HERE/chat_upload.lua ;;
         *) die "unknown SHAPE '$SHAPE' (known: json sse upload download)" ;;
     esac
+    if [[ -n $PIN ]]; then
+        [[ $PIN == 1 ]] && PIN="0 1"
+        read -r PIN_REST PIN_PROXY _ <<<"$PIN"
+        [[ $PIN_REST =~ ^[0-9]+$ && $PIN_PROXY =~ ^[0-9]+$ && $PIN_REST != "$PIN_PROXY" ]] ||
+            die "PIN is 1 or two different CPU numbers, \"REST PROXY\" (got '$PIN')"
+        command -v taskset >/dev/null || die "PIN needs taskset (util-linux)"
+        # Everything started from here on (upstream, wrk, perf) inherits CPU $PIN_REST.
+        taskset -pc "$PIN_REST" $$ >/dev/null || die "taskset: could not pin the script to CPU $PIN_REST"
+    fi
     require_uint ROUNDS 1
     require_uint DURATION 1
     require_uint LAT_ROUNDS 1
