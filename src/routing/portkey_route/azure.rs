@@ -1,32 +1,25 @@
 //! Azure's auth modes selected by request headers (open posture): a caller-supplied Entra
 //! token, or a token keyway fetches and caches for the mode and fields the headers name.
 
-use http::{HeaderMap, HeaderName};
-
 use super::super::credentials::default_scope;
 use super::super::portkey::PortkeyConfig;
 use super::super::{AuthHeader, HeaderCredentials, RouteError, UpstreamAuth, AUTHORIZATION};
-use super::{bad, field};
+use super::{bad, field, Headers};
+use super::{
+    AZURE_AD_TOKEN, AZURE_AUTH_MODE, ENTRA_CLIENT, ENTRA_SCOPE, ENTRA_SECRET, ENTRA_TENANT,
+    MANAGED_CLIENT, WORKLOAD_CLIENT,
+};
 use crate::credentials::spec::{ClientSecret, KeyParts, TokenSpec};
 use crate::credentials::AuthMode;
 use crate::secret::Secret;
 use crate::vocab::strip_bearer;
-
-static AZURE_AD_TOKEN: HeaderName = HeaderName::from_static("x-portkey-azure-ad-token");
-static AZURE_AUTH_MODE: HeaderName = HeaderName::from_static("x-portkey-azure-auth-mode");
-static ENTRA_TENANT: HeaderName = HeaderName::from_static("x-portkey-azure-entra-tenant-id");
-static ENTRA_CLIENT: HeaderName = HeaderName::from_static("x-portkey-azure-entra-client-id");
-static ENTRA_SECRET: HeaderName = HeaderName::from_static("x-portkey-azure-entra-client-secret");
-static ENTRA_SCOPE: HeaderName = HeaderName::from_static("x-portkey-azure-entra-scope");
-static MANAGED_CLIENT: HeaderName = HeaderName::from_static("x-portkey-azure-managed-client-id");
-static WORKLOAD_CLIENT: HeaderName = HeaderName::from_static("x-portkey-azure-workload-client-id");
 
 /// Azure's auth modes other than a plain API key: a caller-supplied Entra token, or a token
 /// keyway fetches and caches. `None` means "use an API key".
 pub(super) fn azure_auth(
     router: &HeaderCredentials,
     host: &str,
-    h: &HeaderMap,
+    h: Headers<'_>,
     cfg: &PortkeyConfig,
 ) -> Result<Option<UpstreamAuth>, RouteError> {
     if let Some(token) = field(h, &AZURE_AD_TOKEN, cfg.azure_ad_token.as_deref())? {
@@ -130,7 +123,7 @@ fn token_fields<'a>(
     router: &'a HeaderCredentials,
     mode: AuthMode,
     host: &str,
-    h: &'a HeaderMap,
+    h: Headers<'a>,
     cfg: &'a PortkeyConfig,
 ) -> Result<TokenFields<'a>, RouteError> {
     let required = |name: &'static str, v: Option<&'a str>| {

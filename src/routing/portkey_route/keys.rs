@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 
 use super::super::portkey::PortkeyConfig;
 use super::super::{auth_for, ProviderRoute, RouteError, Router, UpstreamAuth};
-use super::{azure, bad, header, PORTKEY_API_KEY};
+use super::{azure, bad, header, plain_header, Headers, PORTKEY_API_KEY};
 use crate::cache::secrets::Entry;
 use crate::vocab::{strip_bearer, AuthStyle, Provider};
 
@@ -40,7 +40,7 @@ pub(super) fn upstream_auth(
     pr: &ProviderRoute,
     op: &str,
     host: &str,
-    h: &HeaderMap,
+    h: Headers<'_>,
     cfg: &PortkeyConfig,
 ) -> Result<(Option<UpstreamAuth>, Option<Arc<Entry>>), RouteError> {
     let style = provider.auth_style();
@@ -70,11 +70,14 @@ static X_API_KEY_NAME: HeaderName = HeaderName::from_static("x-api-key");
 
 /// The provider key a client sent: `x-portkey-api-key` wins over `Authorization: Bearer` (the
 /// Portkey SDK sends a placeholder Bearer beside the real key), then the provider's own header.
-fn client_key(h: &HeaderMap, style: AuthStyle) -> Result<Option<(&'static str, &str)>, RouteError> {
+fn client_key(
+    h: Headers<'_>,
+    style: AuthStyle,
+) -> Result<Option<(&'static str, &str)>, RouteError> {
     if let Some(k) = header(h, &PORTKEY_API_KEY)?.filter(|k| !k.is_empty()) {
         return Ok(Some(("x-portkey-api-key", k)));
     }
-    if let Some(v) = header(h, &AUTHORIZATION_NAME)? {
+    if let Some(v) = plain_header(h, &AUTHORIZATION_NAME)? {
         if let Some(k) = strip_bearer(v).filter(|k| !k.is_empty()) {
             return Ok(Some(("authorization", k)));
         }
@@ -85,7 +88,7 @@ fn client_key(h: &HeaderMap, style: AuthStyle) -> Result<Option<(&'static str, &
         _ => None,
     };
     if let Some(name) = native {
-        if let Some(k) = header(h, name)?.filter(|k| !k.is_empty()) {
+        if let Some(k) = plain_header(h, name)?.filter(|k| !k.is_empty()) {
             return Ok(Some((name.as_str(), k)));
         }
     }

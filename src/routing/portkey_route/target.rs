@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue};
+use http::HeaderValue;
 
 use super::super::portkey::PortkeyConfig;
 use super::super::url::{is_dns_label, BaseUrl, RESOURCE};
 use super::super::{push_query, ProviderRoute, RouteError};
-use super::{bad, field, AWS_REGION, AZURE_API_VERSION, AZURE_DEPLOYMENT, AZURE_RESOURCE};
+use super::{bad, field, Headers, AWS_REGION, AZURE_API_VERSION, AZURE_DEPLOYMENT, AZURE_RESOURCE};
 use crate::vocab::{
     PathStyle, Provider, AZURE_AI_DEFAULT_API_VERSION, AZURE_OPENAI_DEFAULT_API_VERSION,
     BEDROCK_DEFAULT_REGION,
@@ -20,7 +20,7 @@ pub(super) fn concrete_host(
     base: &BaseUrl,
     pr: &ProviderRoute,
     custom: bool,
-    h: &HeaderMap,
+    h: Headers<'_>,
     cfg: &PortkeyConfig,
 ) -> Result<(Arc<str>, HeaderValue), RouteError> {
     if !custom {
@@ -73,7 +73,7 @@ pub(super) fn upstream_path(
     pr: &ProviderRoute,
     op: &str,
     query: Option<&str>,
-    h: &HeaderMap,
+    h: Headers<'_>,
     cfg: &PortkeyConfig,
 ) -> Result<Option<String>, RouteError> {
     // The client's own path already is `/v1/{op}?{query}`.
@@ -134,7 +134,7 @@ pub(super) fn upstream_path(
 }
 
 fn api_version<'a>(
-    h: &'a HeaderMap,
+    h: Headers<'a>,
     cfg: &'a PortkeyConfig,
     pr: &'a ProviderRoute,
     default: &'static str,
