@@ -59,7 +59,8 @@ impl Dns {
             let i = e.next.fetch_add(1, Ordering::Relaxed);
             return Ok(addrs[i % addrs.len()]);
         }
-        let addrs = lookup(host).await?;
+        // Boxed: a request awaits it only for a host it has not seen yet.
+        let addrs = Box::pin(lookup(host)).await?;
         let first = addrs[0];
         self.insert(host, addrs, false);
         Ok(first)

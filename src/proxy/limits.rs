@@ -33,7 +33,8 @@ pub(super) async fn refused(
         Limit::UriLength => GatewayError::UriTooLong(limits.max_uri_bytes),
         _ => GatewayError::HeaderTooLarge(limits.max_header_bytes),
     };
-    respond::error(session, &ErrorResponse::from(&e), id).await;
+    // Boxed: only a refused request awaits it (inline, it would size every request's future).
+    Box::pin(respond::error(session, &ErrorResponse::from(&e), id)).await;
     true
 }
 

@@ -299,7 +299,7 @@ impl ProxyHttp for Gateway {
         if let Some(control) = &self.admin {
             if crate::control::resource(session.req_header().uri.path()).is_some() {
                 ctx.admin = true;
-                admin_api::on_proxy(control, session).await;
+                Box::pin(admin_api::on_proxy(control, session)).await;
                 return Ok(true);
             }
         }
@@ -310,7 +310,7 @@ impl ProxyHttp for Gateway {
         match self.prepare(session, ctx).await {
             Ok(()) => Ok(false),
             Err(resp) => {
-                respond::error(session, &resp, ctx.obs.request_id.as_ref()).await;
+                Box::pin(respond::error(session, &resp, ctx.obs.request_id.as_ref())).await;
                 Ok(true)
             }
         }

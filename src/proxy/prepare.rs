@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use pingora::proxy::Session;
+use smallvec::SmallVec;
 
 use super::attempts::{self, Attempts};
 use super::{authorize, body, request_host, Ctx, Gateway};
 use crate::auth::gate::{Grant, Refusal};
+use crate::cache::secrets::Cached;
 use crate::cache::tokens::{CachedToken, TokenSlot};
 use crate::error::{ErrorResponse, GatewayError, BODY_CHECK_LIMIT};
 use crate::routing::custom_host::ip_is_forbidden;
@@ -81,10 +83,11 @@ impl Gateway {
         };
         let req = session.req_header();
         // The open posture authenticates nobody (and reads no clock).
+        // Futures awaited only on some paths are boxed where they are taken: inline, each
+        // would grow the future Pingora boxes (and copies) for every request.
         let caller = match rt.auth.enforced() {
             true => Some(
-                rt.auth
-                    .identify(&req.headers, SystemTime::now())
+                Box::pin(rt.auth.identify(&req.headers, SystemTime::now()))
                     .await
                     .map_err(refused)?,
             ),
@@ -102,7 +105,8 @@ impl Gateway {
         // is sent: a config with a target the caller may not use is refused whole. A target
         // is planned when the walk reaches it (a load balance plans one of its targets).
         let n = rt.router.targets(&parsed);
-        let mut grants = Vec::with_capacity(n);
+        // Most requests have one target: its grant stays inline (no allocation).
+        let mut grants: SmallVec<[Grant<'_>; 1]> = SmallVec::with_capacity(n);
         let mut providers = Vec::new();
         for leaf in 0..n {
             let named = parsed.virtual_key(leaf, &req.headers).map_err(route_err)?;
@@ -174,7 +178,7 @@ impl Gateway {
                 true => rt.timeouts.replay_limit.max(BODY_CHECK_LIMIT),
                 false => rt.timeouts.replay_limit,
             };
-            ctx.body = body::keep(session, limit, must)
+            ctx.body = Box::pin(body::keep(session, limit, must))
                 .await
                 .inspect_err(|r| super::limits::count_stall(r, &m.limits))?;
         }
@@ -252,11 +256,20 @@ impl Gateway {
         ctx.token = None;
         ctx.secret = None;
         match &plan.auth {
+            // A valid cached token or fresh secret is taken without awaiting; a fetch's future
+            // is boxed when one is needed.
             Some(UpstreamAuth::Token(slot)) => {
-                ctx.token = Some(self.token(slot).await.map_err(failed)?)
+                ctx.token = Some(match slot.current() {
+                    Some(t) => t,
+                    None => Box::pin(self.token(slot)).await.map_err(failed)?,
+                })
             }
             Some(UpstreamAuth::Secret(s)) => {
-                ctx.secret = Some(self.secret_header(s).await.map_err(failed)?)
+                let c = match self.warm.secrets.fresh_hit(&s.entry) {
+                    Some(c) => c,
+                    None => Box::pin(self.secret_value(s)).await.map_err(failed)?,
+                };
+                ctx.secret = Some(secret_header_of(s, &c).map_err(failed)?)
             }
             _ => {}
         }
@@ -278,15 +291,25 @@ impl Gateway {
         &self,
         s: &SecretAuth,
     ) -> Result<(http::HeaderValue, u64), GatewayError> {
-        let c = self.warm.secrets.get(&s.entry).await.map_err(|e| {
+        let c = self.secret_value(s).await?;
+        secret_header_of(s, &c)
+    }
+
+    /// The mapped key's value (the store fetches it if it must).
+    async fn secret_value(&self, s: &SecretAuth) -> Result<Arc<Cached>, GatewayError> {
+        self.warm.secrets.get(&s.entry).await.map_err(|e| {
             // The store already logged the failure (once per fetch, with back-off): a request
             // that finds it adds only a debug line, so an outage does not flood the log.
             log::debug!("{e}: {}", e.cause);
             GatewayError::Secret(e)
-        })?;
-        match s.header(&c) {
-            Some(h) => Ok((h, c.version)),
-            None => Err(GatewayError::SecretNotHeaderSafe(s.entry.slug().clone())),
-        }
+        })
+    }
+}
+
+/// The header a mapped key's value makes, and the value's version.
+fn secret_header_of(s: &SecretAuth, c: &Cached) -> Result<(http::HeaderValue, u64), GatewayError> {
+    match s.header(c) {
+        Some(h) => Ok((h, c.version)),
+        None => Err(GatewayError::SecretNotHeaderSafe(s.entry.slug().clone())),
     }
 }

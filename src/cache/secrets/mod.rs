@@ -156,6 +156,16 @@ impl SecretStore {
             && e.rejected.load(Relaxed) != c.version
     }
 
+    /// The value for a request when the cache holds it fresh (counted as a hit), without
+    /// awaiting: the request path's way in, before the `get` that may fetch.
+    pub fn fresh_hit(&self, e: &Entry) -> Option<Arc<Cached>> {
+        let now = self.now_ms();
+        let c = self.value(e).filter(|c| self.fresh(e, c, now))?;
+        e.mark_used(now);
+        self.metrics.secrets.cache(CacheResult::Hit);
+        Some(c)
+    }
+
     /// The value for a request: fresh from the cache, fetched once for a cold entry, renewed
     /// for an expired one, or stale while its manager fails.
     pub async fn get(&self, e: &Entry) -> Result<Arc<Cached>, SecretUnavailable> {

@@ -322,3 +322,28 @@ async fn the_age_gauge_counts_values_in_use_and_outlives_one_dropped_past_its_bo
         "past the bound: {a}"
     );
 }
+
+#[tokio::test]
+async fn the_request_paths_fresh_hit_serves_only_a_fresh_unrejected_value_and_never_fetches() {
+    let (s, f) = store(50, 300, false);
+    f.set(Some("v1"));
+    assert!(s.fresh_hit(&one(&s)).is_none(), "cold: nothing to serve");
+    assert_eq!(f.calls(), 0, "and nothing fetched");
+    let c = s.get(&one(&s)).await.unwrap();
+    let hit = s.fresh_hit(&one(&s)).expect("fresh after the fetch");
+    assert_eq!((hit.value.expose(), hit.version), ("v1", c.version));
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert!(
+        s.fresh_hit(&one(&s)).is_none(),
+        "past the TTL: get renews it"
+    );
+    assert_eq!(f.calls(), 1);
+    let c = s.get(&one(&s)).await.unwrap();
+    assert!(s.fresh_hit(&one(&s)).is_some());
+    s.reject(&one(&s), c.version);
+    assert!(
+        s.fresh_hit(&one(&s)).is_none(),
+        "a rejected version is not served"
+    );
+    assert_eq!(f.calls(), 2);
+}
