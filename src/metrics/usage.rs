@@ -4,11 +4,15 @@
 //! Token children are made on first use: every label is bounded by the configuration and the
 //! store (provider from the enum, route from the runtime's routes, workspace from the
 //! authenticated caller, model from `[usage] models` or `other`), and creating them all up front
-//! would print thousands of zero series. No label is formatted per request.
+//! would print thousands of zero series. No label is formatted per request, and a label set
+//! seen before finds its series in one cache lookup, not one registry lookup per kind.
+
+use std::sync::{Arc, OnceLock};
 
 use pingora_prometheus::prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, Result,
 };
+use quick_cache::Equivalent;
 
 use super::{provider_labels, provider_slot};
 use crate::vocab::Provider;
@@ -28,9 +32,46 @@ pub struct UsageLabels<'a> {
     pub model: &'a str,
 }
 
+/// Label sets whose series are kept at hand. One more only costs a registry lookup per kind
+/// (the series themselves stay registered).
+const TOKEN_SERIES_CACHED: usize = 4096;
+
+/// The kinds of a token series, in the order [`UsageMetrics::tokens`] takes their counts.
+const TOKEN_KINDS: [&str; 3] = ["prompt", "completion", "total"];
+
+/// One label set's series, each made when its kind is first counted.
+type TokenSeries = Arc<[OnceLock<IntCounter>; 3]>;
+
+#[derive(Debug, Hash, PartialEq, Eq)]
+struct TokenKey {
+    provider: &'static str,
+    route: Box<str>,
+    workspace: Box<str>,
+    model: Box<str>,
+}
+
+/// A [`TokenKey`] borrowed from the request (hashes the same).
+#[derive(Hash)]
+struct TokenKeyRef<'a> {
+    provider: &'static str,
+    route: &'a str,
+    workspace: &'a str,
+    model: &'a str,
+}
+
+impl Equivalent<TokenKey> for TokenKeyRef<'_> {
+    fn equivalent(&self, k: &TokenKey) -> bool {
+        self.provider == k.provider
+            && self.route == &*k.route
+            && self.workspace == &*k.workspace
+            && self.model == &*k.model
+    }
+}
+
 #[derive(Debug)]
 pub struct UsageMetrics {
     tokens: IntCounterVec,
+    token_series: quick_cache::sync::Cache<TokenKey, TokenSeries>,
     ttft: Vec<Histogram>,
     request_size: Vec<Histogram>,
     response_size: Vec<Histogram>,
@@ -89,6 +130,7 @@ impl UsageMetrics {
             request_size: per_provider(&request_size),
             response_size: per_provider(&response_size),
             tokens,
+            token_series: quick_cache::sync::Cache::new(TOKEN_SERIES_CACHED),
             access_log_dropped,
         })
     }
@@ -101,15 +143,42 @@ impl UsageMetrics {
         completion: Option<u64>,
         total: Option<u64>,
     ) {
-        let provider = l.provider.map_or("none", |p| p.as_str());
-        for (kind, n) in [
-            ("prompt", prompt),
-            ("completion", completion),
-            ("total", total),
-        ] {
+        let counts = [prompt, completion, total];
+        if counts.iter().all(Option::is_none) {
+            return;
+        }
+        let key = TokenKeyRef {
+            provider: l.provider.map_or("none", |p| p.as_str()),
+            route: l.route,
+            workspace: l.workspace,
+            model: l.model,
+        };
+        let series = match self.token_series.get(&key) {
+            Some(s) => s,
+            None => {
+                let s = TokenSeries::default();
+                let owned = TokenKey {
+                    provider: key.provider,
+                    route: key.route.into(),
+                    workspace: key.workspace.into(),
+                    model: key.model.into(),
+                };
+                self.token_series.insert(owned, s.clone());
+                s
+            }
+        };
+        for ((counter, n), kind) in series.iter().zip(counts).zip(TOKEN_KINDS) {
             if let Some(n) = n {
-                self.tokens
-                    .with_label_values(&[provider, l.route, l.workspace, l.model, kind])
+                counter
+                    .get_or_init(|| {
+                        self.tokens.with_label_values(&[
+                            key.provider,
+                            key.route,
+                            key.workspace,
+                            key.model,
+                            kind,
+                        ])
+                    })
                     .inc_by(n);
             }
         }
@@ -171,5 +240,44 @@ mod tests {
         }
         assert!(!text.contains(&series("b", "prompt")), "{text}");
         assert!(!text.contains(&series("b", "total")), "{text}");
+    }
+
+    #[test]
+    fn a_label_set_dropped_from_the_series_cache_keeps_counting_where_it_was() {
+        let r = Registry::new();
+        let m = UsageMetrics::new(&r).unwrap();
+        let labels = |workspace| UsageLabels {
+            provider: None,
+            route: "r",
+            workspace,
+            model: "other",
+        };
+        let names: Vec<String> = (0..TOKEN_SERIES_CACHED + 64)
+            .map(|i| format!("w{i}"))
+            .collect();
+        for (i, ws) in names.iter().enumerate() {
+            m.tokens(&labels(ws), Some(i as u64 + 1), None, None);
+        }
+        for ws in &names[..3] {
+            m.tokens(&labels(ws), Some(100), None, Some(5));
+        }
+        m.tokens(&labels("w0"), None, None, None);
+        let text = exposition(&r);
+        let line = |ws: &str, kind: &str, n: u64| {
+            format!("keyway_llm_tokens_total{{kind=\"{kind}\",model=\"other\",provider=\"none\",route=\"r\",workspace=\"{ws}\"}} {n}\n")
+        };
+        for (i, ws) in names[..3].iter().enumerate() {
+            assert!(text.contains(&line(ws, "prompt", i as u64 + 101)), "{ws}");
+            assert!(text.contains(&line(ws, "total", 5)), "{ws}");
+        }
+        let last = names.len() - 1;
+        assert!(text.contains(&line(&names[last], "prompt", last as u64 + 1)));
+        assert_eq!(
+            text.matches("kind=\"prompt\"").count(),
+            names.len(),
+            "one series per label set"
+        );
+        assert_eq!(text.matches("kind=\"total\"").count(), 3);
+        assert!(!text.contains("kind=\"completion\""));
     }
 }
