@@ -63,6 +63,7 @@
 #                        upstream nginx, perf and this script on CPU 0 (taskset): each proxy
 #                        has a core to itself, so its CPU per request moves less with wrk's and
 #                        the upstream's scheduling; the two-core split is PIN="0 1" (rest, proxy)
+#        START_TRIES=150 how long (x 0.2 s) a proxy may take to answer after it starts
 #        SHAPE=json      what every request and answer looks like:
 #          json     - the ~160-byte chat POST, a ~330-byte JSON answer (default)
 #          sse      - the same POST, answered as OpenAI's stream: text/event-stream, 9 events
@@ -106,6 +107,8 @@ PROFILE=${PROFILE:-}
 ORDER=${ORDER:-rotate}
 PAIRED=${PAIRED:-}
 PIN=${PIN:-}
+LAUNCH=()       # a command the proxies run under (loadtest/instructions.sh: valgrind)
+START_TRIES=${START_TRIES:-150} # 0.2 s apart: how long a proxy may take to start
 PIN_REST="" PIN_PROXY="" # CPUs for everything else and for the proxies (PIN)
 PERF_ARGS=${PERF_ARGS:-"-F 1999"}
 PERF_KEEP=${PERF_KEEP:-}
@@ -183,13 +186,13 @@ cleanup() {
 # wait_http URL WHAT PID: bounded wait until URL answers any HTTP status.
 wait_http() {
     local url=$1 what=$2 pid=$3 i code
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < START_TRIES; i++)); do
         alive "$pid" || die "$what exited during start-up"
         code=$(curl -s -o /dev/null -m 1 -w '%{http_code}' "$url" 2>/dev/null || true)
         [[ $code =~ ^[1-5][0-9][0-9]$ ]] && return 0
         sleep 0.2
     done
-    die "$what did not answer on $url within 20 s"
+    die "$what did not answer on $url within $((START_TRIES / 5)) s"
 }
 
 # --- components --------------------------------------------------------------
@@ -302,7 +305,7 @@ start_keyway() {
     printf '\n%s\n' "${T_TOML[$name]:-}" >>"$cfg"
     "$bin" --check-config --config "$cfg" >"$dir/check.log" 2>&1 ||
         { show_log "$dir/check.log"; die "keyway rejected $cfg"; }
-    RUST_LOG=$KEYWAY_RUST_LOG KEYWAY_DATA_DIR=$dir/data "$bin" --config "$cfg" --threads 1 \
+    RUST_LOG=$KEYWAY_RUST_LOG KEYWAY_DATA_DIR=$dir/data "${LAUNCH[@]}" "$bin" --config "$cfg" --threads 1 \
         --listen "127.0.0.1:$listen" --metrics-listen "127.0.0.1:$metrics" \
         --admin-listen "127.0.0.1:$admin" \
         </dev/null >"$dir/keyway.log" 2>&1 &
@@ -311,12 +314,12 @@ start_keyway() {
     track "$pid" INT
     T_LOG[$name]=$dir/keyway.log
     T_ADMIN[$name]=http://127.0.0.1:$admin
-    for ((i = 0; i < 150; i++)); do
+    for ((i = 0; i < START_TRIES; i++)); do
         alive "$pid" || { show_log "$dir/keyway.log"; die "keyway $name exited during start-up"; }
         curl -fs -m 1 -o /dev/null "http://127.0.0.1:$metrics/readyz" 2>/dev/null && break
         sleep 0.2
     done
-    ((i < 150)) || { show_log "$dir/keyway.log"; die "keyway $name: not ready (/readyz) within 30 s"; }
+    ((i < START_TRIES)) || { show_log "$dir/keyway.log"; die "keyway $name: not ready (/readyz) within $((START_TRIES / 5)) s"; }
     hdr=$(printf '%s\n' "$@")
     register_target "$name" "$name" keyway "http://127.0.0.1:$listen$path" "$pid" "$hdr"
     sleep 1 # let start-up allocations settle before the idle sample
@@ -362,7 +365,7 @@ start_bare() {
     free_port listen
     dir=$WORK/$name
     mkdir -p "$dir"
-    "$BARE_BIN" --listen "127.0.0.1:$listen" --upstream "127.0.0.1:$UPSTREAM_PORT" \
+    "${LAUNCH[@]}" "$BARE_BIN" --listen "127.0.0.1:$listen" --upstream "127.0.0.1:$UPSTREAM_PORT" \
         --header "$header" --threads 1 </dev/null >"$dir/bare.log" 2>&1 &
     pid=$!
     track "$pid" INT

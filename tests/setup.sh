@@ -32,8 +32,9 @@ venv_works() {
 # scrapes two keyways in tests/interop/test_deploy.py.
 # openssl (the CLI) and curl: the TLS tests make their certificates with one and speak HTTP/2
 # and HTTP/1.1 with the other (tests/tls.rs, tests/shutdown.rs, tests/interop/test_tls_sdk.py).
-# nghttp2-client (h2load): the load test's HTTP/2 targets (loadtest/run.sh keyway_h2, nginx_h2).
-want=(cmake pkg-config libssl-dev perl make gcc nginx-light wrk postgresql prometheus openssl curl nghttp2-client)
+# nghttp2-client (h2load): the load test's HTTP/2 targets (loadtest/run.sh keyway_h2, nginx_h2)
+# and loadtest/instructions.sh's client; valgrind (callgrind): that script's instruction counts.
+want=(cmake pkg-config libssl-dev perl make gcc nginx-light wrk postgresql prometheus openssl curl nghttp2-client valgrind)
 if [ -x "$venv/bin/python" ]; then
     : # an existing venv proves venv support
 elif ! venv_works; then
