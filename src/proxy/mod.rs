@@ -342,12 +342,14 @@ impl ProxyHttp for Gateway {
         ctx: &mut CtxBox,
     ) -> Result<Box<HttpPeer>> {
         self.observe_attempt(ctx);
+        // Both awaited only on a retry or a strategy's next target: boxed where taken, as in
+        // `prepare` (inline, they would size the future Pingora boxes for every request).
         if ctx.retrying_401 {
-            self.renew_credential(ctx).await?;
+            Box::pin(self.renew_credential(ctx)).await?;
         } else if let Some(a) = ctx.strategy.as_mut() {
             a.made += 1;
             if a.made > 1 {
-                self.next_target(session, ctx).await?;
+                Box::pin(self.next_target(session, ctx)).await?;
             }
         }
         match (&ctx.plan, ctx.addr) {
